@@ -1,0 +1,445 @@
+"""The four custom resources of group wayang.io/v1alpha1 and how each is presented by kubectl.
+
+Each resource is a pydantic model (validated by `wayang validate` and the operator) plus a
+`ResourceInfo` that carries what only a CRD knows: names, scope, printer columns. `make manifests`
+turns both into `crds/*.yaml` and `schemas/**.json`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import ConfigDict, Field
+
+from .base import (
+    LAX,
+    ApiModel,
+    CelRule,
+    DateTime,
+    Digest,
+    DnsSubdomain,
+    Duration,
+    Integer,
+    LongText,
+    PluginId,
+    SemVer,
+    ShortText,
+    SpdxId,
+    cel_rules,
+)
+from .descriptor import Capability, Category, PluginDescriptor, SandboxLevel, UniqueList
+from .errors import ErrorPayload
+from .meta import GROUP, Conditions, ObjectMeta
+from .scan import ScanReport as ScanReportData
+
+# --------------------------------------------------------------------------------------------
+# Plugin
+
+
+class ConditionType(StrEnum):
+    """The gates a Plugin passes, in order; each is one status condition."""
+
+    VALIDATED = "Validated"
+    SIGNATURE_VERIFIED = "SignatureVerified"
+    SCANNED = "Scanned"
+    APPROVED = "Approved"
+    DEPENDENCIES_RESOLVED = "DependenciesResolved"
+    READY = "Ready"
+
+
+class PluginPhase(StrEnum):
+    """A one-word summary of the conditions for `kubectl get` (conditions are authoritative)."""
+
+    PENDING = "Pending"
+    INVALID = "Invalid"
+    BLOCKED = "Blocked"
+    SCANNING = "Scanning"
+    AWAITING_APPROVAL = "AwaitingApproval"
+    REJECTED = "Rejected"
+    REVOKED = "Revoked"
+    UNRESOLVED = "Unresolved"
+    DEPLOYING = "Deploying"
+    READY = "Ready"
+    DEGRADED = "Degraded"
+    QUARANTINED = "Quarantined"
+    DISABLED = "Disabled"
+
+
+class ReviewStatus(StrEnum):
+    """The seed descriptor's own status enum; it lives in status, never in spec."""
+
+    PENDING = "pending"
+    SCANNING = "scanning"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    REVOKED = "revoked"
+    DEPRECATED = "deprecated"
+
+
+class PluginStatus(ApiModel):
+    phase: Annotated[PluginPhase, LAX] | None = None
+    review_status: Annotated[ReviewStatus, LAX] | None = None
+    """The descriptor's review status (seed enum)."""
+    observed_generation: Annotated[Integer, Field(ge=0)] | None = None
+    conditions: Conditions | None = None
+    last_error: ErrorPayload | None = None
+    """The most recent error, as an ErrorPayload."""
+    approved_digest: Digest | None = None
+    """The artifact digest the approvals counted for."""
+    approvers: Annotated[list[ShortText], Field(max_length=32)] | None = None
+    """Distinct identities whose approvals are in force."""
+
+
+class Plugin(ApiModel):
+    """A Wayang plugin in a tenant namespace: its descriptor and the operator's verdict."""
+
+    api_version: Literal["wayang.io/v1alpha1"]
+    kind: Literal["Plugin"]
+    metadata: ObjectMeta
+    spec: PluginDescriptor
+    status: PluginStatus | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# PluginApproval
+
+
+class Decision(StrEnum):
+    APPROVE = "Approve"
+    REJECT = "Reject"
+    REVOKE = "Revoke"
+
+
+class Approver(ApiModel):
+    """Identity from the API server's admission request (userInfo); a typed value is refused."""
+
+    username: ShortText
+    uid: ShortText | None = None
+    groups: Annotated[list[ShortText], Field(max_length=64)] | None = None
+
+
+_IMMUTABLE_SPEC = CelRule(
+    rule="self == oldSelf",
+    message="spec is immutable: create a new PluginApproval (for example a Revoke) instead of "
+    "editing this one",
+)
+
+
+class PluginApprovalSpec(ApiModel):
+    model_config = ConfigDict(json_schema_extra=cel_rules(_IMMUTABLE_SPEC))
+
+    plugin: DnsSubdomain
+    """Name of the Plugin resource in the same namespace."""
+    plugin_id: PluginId
+    """The plugin's spec.id; must match the Plugin."""
+    version: SemVer
+    """The exact version approved."""
+    digest: Digest
+    """The exact artifact digest approved; an approval never carries over to other bytes."""
+    decision: Annotated[Decision, LAX]
+    reason: LongText | None = None
+    """Why; shown in the Plugin's status and kept in the audit log."""
+    approver: Approver | None = None
+    """Set by the admission webhook from the requester's identity."""
+
+
+class ApprovalPhase(StrEnum):
+    PENDING = "Pending"
+    IN_FORCE = "InForce"
+    STALE = "Stale"
+    IGNORED = "Ignored"
+
+
+class PluginApprovalStatus(ApiModel):
+    phase: Annotated[ApprovalPhase, LAX] | None = None
+    message: LongText | None = None
+    observed_generation: Annotated[Integer, Field(ge=0)] | None = None
+    conditions: Conditions | None = None
+
+
+class PluginApproval(ApiModel):
+    """A cluster admin's decision about one exact artifact: plugin, version and digest."""
+
+    api_version: Literal["wayang.io/v1alpha1"]
+    kind: Literal["PluginApproval"]
+    metadata: ObjectMeta
+    spec: PluginApprovalSpec
+    status: PluginApprovalStatus | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# PluginPolicy
+
+
+class LabelSelectorRequirement(ApiModel):
+    key: ShortText
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    values: Annotated[list[ShortText], Field(max_length=64)] | None = None
+
+
+class LabelSelector(ApiModel):
+    """A Kubernetes label selector; an empty selector matches every namespace."""
+
+    match_labels: dict[str, str] | None = None
+    match_expressions: Annotated[list[LabelSelectorRequirement], Field(max_length=16)] | None = None
+
+
+class KeyAlgorithm(StrEnum):
+    ED25519 = "ed25519"
+    ECDSA_P256 = "ecdsa-p256"
+
+
+class TrustedKey(ApiModel):
+    name: Annotated[str, Field(pattern="^[a-zA-Z0-9._-]+$", max_length=63)]
+    algorithm: Annotated[KeyAlgorithm, LAX]
+    public_key: Annotated[str, Field(min_length=1, max_length=4096)]
+    """PEM-encoded public key (SubjectPublicKeyInfo)."""
+
+
+class SigningPolicy(ApiModel):
+    required: bool = True
+    """Whether plugins must carry a valid signature from a trusted key."""
+    trusted_keys: Annotated[list[TrustedKey], Field(max_length=32)] | None = None
+
+
+class MaxCounts(ApiModel):
+    critical: Annotated[Integer, Field(ge=0)] | None = None
+    high: Annotated[Integer, Field(ge=0)] | None = None
+    medium: Annotated[Integer, Field(ge=0)] | None = None
+    low: Annotated[Integer, Field(ge=0)] | None = None
+
+
+class SeverityThreshold(StrEnum):
+    """The highest vulnerability severity a policy tolerates; NONE tolerates none."""
+
+    CRITICAL = "CRITICAL"
+    HIGH = "HIGH"
+    MEDIUM = "MEDIUM"
+    LOW = "LOW"
+    INFO = "INFO"
+    NONE = "NONE"
+
+
+class ScanPolicy(ApiModel):
+    required: bool = True
+    """Whether a passing scan is needed before approval counts."""
+    max_severity: Annotated[SeverityThreshold, LAX] = SeverityThreshold.MEDIUM
+    """Highest severity allowed; the default blocks HIGH and CRITICAL findings."""
+    max_counts: MaxCounts | None = None
+    ignore_unfixed: bool = False
+    block_secrets: bool = True
+    allowed_licenses: Annotated[UniqueList[SpdxId], Field(max_length=256)] | None = None
+    denied_licenses: Annotated[UniqueList[SpdxId], Field(max_length=256)] | None = None
+    rescan_interval: Duration = "24h"
+    max_database_age: Duration = "72h"
+
+
+class ApprovalRequirement(ApiModel):
+    """How many distinct approvers plugins matching all the given selectors need."""
+
+    sandbox_level: Annotated[SandboxLevel, LAX] | None = None
+    capability: Annotated[Capability, LAX] | None = None
+    category: Annotated[Category, LAX] | None = None
+    approvers: Annotated[Integer, Field(ge=0, le=16)]
+
+
+class AutoApprovalRule(ApiModel):
+    name: Annotated[str, Field(pattern="^[a-zA-Z0-9._-]+$", max_length=63)]
+    expression: Annotated[str, Field(min_length=1, max_length=4096)]
+    """CEL over `plugin` (the spec) and `scan` (the summary); true approves automatically."""
+    description: LongText | None = None
+
+
+class ApprovalPolicy(ApiModel):
+    requirements: Annotated[list[ApprovalRequirement], Field(max_length=32)] | None = None
+    """The highest count among matching requirements applies; with none, one approver."""
+    allow_self_approval: bool = False
+    """Whether the publisher may approve their own plugin."""
+    auto_approve: Annotated[list[AutoApprovalRule], Field(max_length=32)] | None = None
+
+
+class RuntimeClasses(ApiModel):
+    """RuntimeClass per sandbox level; empty means the node's default runtime (runc)."""
+
+    trusted: ShortText = ""
+    semi_trusted: ShortText = Field(default="gvisor", alias="semi-trusted")
+    untrusted: ShortText = "gvisor"
+
+
+class PluginPolicySpec(ApiModel):
+    namespace_selector: LabelSelector | None = None
+    """Namespaces this policy covers; omitted or empty covers all."""
+    signing: SigningPolicy | None = None
+    allowed_registries: Annotated[list[ShortText], Field(max_length=64)] | None = None
+    """Registry or repository prefixes container artifacts may come from; omitted allows any."""
+    scan: ScanPolicy | None = None
+    approval: ApprovalPolicy | None = None
+    runtime_classes: RuntimeClasses | None = None
+    allow_secrets: bool = False
+    """Whether requiredSecrets may be mounted into plugin workloads."""
+
+
+class PluginPolicyStatus(ApiModel):
+    observed_generation: Annotated[Integer, Field(ge=0)] | None = None
+    conditions: Conditions | None = None
+
+
+class PluginPolicy(ApiModel):
+    """Cluster-wide rules: trusted keys, registries, scan thresholds, approvals, sandboxes."""
+
+    api_version: Literal["wayang.io/v1alpha1"]
+    kind: Literal["PluginPolicy"]
+    metadata: ObjectMeta
+    spec: PluginPolicySpec
+    status: PluginPolicyStatus | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# ScanReport
+
+
+class Artifact(ApiModel):
+    coordinate: Annotated[str, Field(min_length=1, max_length=512)]
+    digest: Digest
+
+
+class ScanReportSpec(ApiModel):
+    artifact: Artifact
+    """The scanned artifact; one ScanReport per digest, shared by every Plugin using it."""
+
+
+class ScanReportStatus(ApiModel):
+    observed_generation: Annotated[Integer, Field(ge=0)] | None = None
+    conditions: Conditions | None = None
+    report: ScanReportData | None = None
+    """The seed's ScanReport; finding lists are capped, most severe first."""
+    truncated: Annotated[Integer, Field(ge=0)] | None = None
+    """Findings left out of the report by the cap."""
+    database_updated_at: DateTime | None = None
+    next_scan_at: DateTime | None = None
+
+
+class ScanReport(ApiModel):
+    """The result of scanning one artifact digest."""
+
+    api_version: Literal["wayang.io/v1alpha1"]
+    kind: Literal["ScanReport"]
+    metadata: ObjectMeta
+    spec: ScanReportSpec
+    status: ScanReportStatus | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# Presentation
+
+
+@dataclass(frozen=True)
+class PrinterColumn:
+    name: str
+    json_path: str
+    type: str = "string"
+    description: str = ""
+    priority: int = 0
+
+    def to_crd(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "type": self.type, "jsonPath": self.json_path}
+        if self.description:
+            out["description"] = self.description
+        if self.priority:
+            out["priority"] = self.priority
+        return out
+
+
+def _condition(kind: ConditionType) -> str:
+    return f'.status.conditions[?(@.type=="{kind.value}")].status'
+
+
+AGE = PrinterColumn("Age", ".metadata.creationTimestamp", "date")
+
+
+@dataclass(frozen=True)
+class ResourceInfo:
+    model: type[ApiModel]
+    kind: str
+    plural: str
+    short_names: tuple[str, ...]
+    namespaced: bool
+    columns: tuple[PrinterColumn, ...]
+
+    @property
+    def singular(self) -> str:
+        return self.kind.lower()
+
+    @property
+    def crd_name(self) -> str:
+        return f"{self.plural}.{GROUP}"
+
+
+CATEGORY = "wayang"
+"""`kubectl get wayang` lists every resource of this project."""
+
+RESOURCES: tuple[ResourceInfo, ...] = (
+    ResourceInfo(
+        Plugin,
+        "Plugin",
+        "plugins",
+        ("wpl",),
+        namespaced=True,
+        columns=(
+            PrinterColumn("Plugin-ID", ".spec.id", priority=1),
+            PrinterColumn("Version", ".spec.version"),
+            PrinterColumn("Sandbox", ".spec.sandboxLevel"),
+            PrinterColumn("Phase", ".status.phase"),
+            PrinterColumn("Approved", _condition(ConditionType.APPROVED)),
+            PrinterColumn("Ready", _condition(ConditionType.READY)),
+            PrinterColumn("Digest", ".spec.implementation.digest", priority=1),
+            AGE,
+        ),
+    ),
+    ResourceInfo(
+        PluginApproval,
+        "PluginApproval",
+        "pluginapprovals",
+        ("wpa",),
+        namespaced=True,
+        columns=(
+            PrinterColumn("Plugin", ".spec.plugin"),
+            PrinterColumn("Version", ".spec.version"),
+            PrinterColumn("Decision", ".spec.decision"),
+            PrinterColumn("Approver", ".spec.approver.username"),
+            PrinterColumn("Phase", ".status.phase"),
+            PrinterColumn("Digest", ".spec.digest", priority=1),
+            AGE,
+        ),
+    ),
+    ResourceInfo(
+        PluginPolicy,
+        "PluginPolicy",
+        "pluginpolicies",
+        ("wpp",),
+        namespaced=False,
+        columns=(
+            PrinterColumn("Signing", ".spec.signing.required", "boolean"),
+            PrinterColumn("Max-Severity", ".spec.scan.maxSeverity"),
+            AGE,
+        ),
+    ),
+    ResourceInfo(
+        ScanReport,
+        "ScanReport",
+        "scanreports",
+        ("wsr",),
+        namespaced=True,
+        columns=(
+            PrinterColumn("Status", ".status.report.status"),
+            PrinterColumn("Critical", ".status.report.summary.criticalCount", "integer"),
+            PrinterColumn("High", ".status.report.summary.highCount", "integer"),
+            PrinterColumn("Digest", ".spec.artifact.digest", priority=1),
+            AGE,
+        ),
+    ),
+)
+
+RESOURCES_BY_KIND: dict[str, ResourceInfo] = {info.kind: info for info in RESOURCES}

@@ -1,0 +1,1 @@
+"""Generate `crds/` and `schemas/` from the API models (`make manifests`)."""
