@@ -12,9 +12,9 @@ from typing import Any, NamedTuple
 
 import pytest
 from pydantic import BaseModel
-
 from tests import documents as d
 from tests.documents import DELETE, mutated
+
 from wayang_operator.api.audit import PluginAuditEvent
 from wayang_operator.api.descriptor import (
     Category,
@@ -174,7 +174,10 @@ DESCRIPTOR_CASES = [
     Case("sandboxlevel", "trusted", "did you mean 'sandboxLevel'"),
 ]
 
-@pytest.mark.parametrize("case", DESCRIPTOR_CASES, ids=lambda case: f"{case.path}={case.value!r}"[:80])
+
+@pytest.mark.parametrize(
+    "case", DESCRIPTOR_CASES, ids=lambda case: f"{case.path}={case.value!r}"[:80]
+)
 def test_descriptor_constraint(case: Case) -> None:
     run_case(PluginDescriptor, d.descriptor, case)
 
@@ -184,11 +187,17 @@ CONTAINER_CASES = [
     Case("implementation.digest", d.SHA512, None),
     Case("implementation.digest", d.BLAKE3, "pinned by an OCI image digest"),
     Case("implementation.coordinate", "registry.example.com/x:1.0", None),
-    Case("implementation.coordinate", f"registry.example.com/x@{d.SHA256}", "belongs in implementation.digest"),
+    Case(
+        "implementation.coordinate",
+        f"registry.example.com/x@{d.SHA256}",
+        "belongs in implementation.digest",
+    ),
 ]
 
 
-@pytest.mark.parametrize("case", CONTAINER_CASES, ids=lambda case: f"{case.path}={case.value!r}"[:80])
+@pytest.mark.parametrize(
+    "case", CONTAINER_CASES, ids=lambda case: f"{case.path}={case.value!r}"[:80]
+)
 def test_container_artifacts_are_pinned_by_oci_digest(case: Case) -> None:
     def container() -> dict[str, Any]:
         return mutated(d.descriptor(), "implementation.type", "container")
@@ -203,7 +212,12 @@ def test_descriptor_defaults_follow_the_seed() -> None:
     assert spec.category is Category.NODE
     assert spec.inputs[0].required is True
     profile = ResourceProfile()
-    assert (profile.cpu, profile.memory, profile.gpu, profile.timeout) == ("100m", "128Mi", 0, 30000)
+    assert (profile.cpu, profile.memory, profile.gpu, profile.timeout) == (
+        "100m",
+        "128Mi",
+        0,
+        30000,
+    )
     retry = RetryPolicy()
     assert (retry.max_attempts, retry.backoff, retry.initial_delay_ms) == (3, "exponential", 500)
     assert (retry.max_delay_ms, retry.jitter) == (30000, True)
@@ -225,7 +239,10 @@ def test_error_port_reference_is_the_published_error_payload_schema() -> None:
 
 
 ERROR_PAYLOAD_CASES = [
-    *(Case(name, DELETE, REQUIRED) for name in ("type", "message", "timestamp", "originNode", "retryable")),
+    *(
+        Case(name, DELETE, REQUIRED)
+        for name in ("type", "message", "timestamp", "originNode", "retryable")
+    ),
     Case("type", "Oops", "must be one of"),
     Case("type", "LLMError", None),
     Case("retryable", "true", "valid boolean"),
@@ -245,13 +262,18 @@ ERROR_PAYLOAD_CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", ERROR_PAYLOAD_CASES, ids=lambda case: f"{case.path}={case.value!r}"[:80])
+@pytest.mark.parametrize(
+    "case", ERROR_PAYLOAD_CASES, ids=lambda case: f"{case.path}={case.value!r}"[:80]
+)
 def test_error_payload_constraint(case: Case) -> None:
     run_case(ErrorPayload, d.error_payload, case)
 
 
 AUDIT_CASES = [
-    *(Case(name, DELETE, REQUIRED) for name in ("auditId", "eventType", "pluginId", "timestamp", "actor")),
+    *(
+        Case(name, DELETE, REQUIRED)
+        for name in ("auditId", "eventType", "pluginId", "timestamp", "actor")
+    ),
     Case("auditId", "1234", "UUID"),
     Case("eventType", "PLUGIN_DELETED", "must be one of"),
     Case("eventType", "PLUGIN_UPDATED", None),
@@ -274,15 +296,22 @@ def test_audit_event_constraint(case: Case) -> None:
 
 
 SCAN_CASES = [
-    *(Case(name, DELETE, REQUIRED) for name in ("scanId", "pluginId", "version", "timestamp", "status")),
+    *(
+        Case(name, DELETE, REQUIRED)
+        for name in ("scanId", "pluginId", "version", "timestamp", "status")
+    ),
     Case("status", "OK", "must be one of"),
     Case("status", "WARNING", None),
     Case("scanId", "scan-1", "UUID"),
     Case("scanner", {"name": "trivy", "version": "0.59.1"}, None),
     Case("vulnerabilities", [{"cve": "CVE-2026-1", "severity": "SEVERE"}], "must be one of"),
-    Case("vulnerabilities", [{"cve": "CVE-2026-1", "severity": "HIGH", "fixedVersion": "2.0"}], None),
+    Case(
+        "vulnerabilities", [{"cve": "CVE-2026-1", "severity": "HIGH", "fixedVersion": "2.0"}], None
+    ),
     Case("licenses", [{"spdxId": "MIT", "approved": "yes"}], "valid boolean"),
-    Case("secrets", [{"type": "aws-access-key", "file": "/app/.env", "line": "3"}], "valid integer"),
+    Case(
+        "secrets", [{"type": "aws-access-key", "file": "/app/.env", "line": "3"}], "valid integer"
+    ),
     Case("secrets", [{"type": "aws-access-key", "file": "/app/.env", "line": 3}], None),
     Case("summary", {"totalVulnerabilities": 2, "criticalCount": 1, "highCount": 1}, None),
     Case("summary", {"criticalCount": -1}, "greater than or equal to 0"),
@@ -324,7 +353,11 @@ RESOURCE_CASES: list[tuple[type[BaseModel], Callable[[], dict[str, Any]], Case]]
             "must be one of",
         ),
     ),
-    (PluginPolicy, d.policy, Case("spec.approval.requirements", [{"approvers": 17}], "less than or equal to 16")),
+    (
+        PluginPolicy,
+        d.policy,
+        Case("spec.approval.requirements", [{"approvers": 17}], "less than or equal to 16"),
+    ),
     (PluginPolicy, d.policy, Case("spec.approval.requirements", [{"approvers": 2}], None)),
     (PluginPolicy, d.policy, Case("spec.runtimeClasses.semi-trusted", "gvisor", None)),
 ]

@@ -40,8 +40,12 @@ def _integral(value: Any) -> Any:
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
-Integer = Annotated[int, BeforeValidator(_integral)]
-"""An integer that, like JSON Schema and the API server, also takes 2.0 (but not 2.5 or "2")."""
+INTEGRAL = BeforeValidator(_integral)
+"""Integers, like in JSON Schema and the API server, also take 2.0 (but not 2.5 or "2").
+
+Put it *after* any bounds: `Annotated[int, Field(ge=0), INTEGRAL]` (pydantic cannot translate
+bounds that wrap a validator into JSON Schema keywords)."""
+Integer = Annotated[int, INTEGRAL]
 
 
 LAX = Strict(False)

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import AfterValidator, ConfigDict, Field, ValidationInfo, field_validator
 
 from .base import (
+    INTEGRAL,
     LAX,
     OCI_DIGEST,
     ApiModel,
@@ -24,7 +25,6 @@ from .base import (
     Digest,
     Email,
     Identifier,
-    Integer,
     LongText,
     MemoryQuantity,
     PluginId,
@@ -271,26 +271,26 @@ class ResourceProfile(ApiModel):
     """CPU request (e.g. '500m' or '2')."""
     memory: MemoryQuantity = "128Mi"
     """Memory request (e.g. '256Mi')."""
-    gpu: Annotated[Integer, Field(ge=0)] = 0
+    gpu: Annotated[int, Field(ge=0), INTEGRAL] = 0
     """Number of GPUs required."""
     ephemeral_storage: MemoryQuantity | None = None
-    timeout: Annotated[Integer, Field(ge=1000)] = 30000
+    timeout: Annotated[int, Field(ge=1000), INTEGRAL] = 30000
     """Execution timeout in milliseconds."""
 
 
 class RetryPolicy(ApiModel):
-    max_attempts: Annotated[Integer, Field(ge=0, le=10)] = 3
+    max_attempts: Annotated[int, Field(ge=0, le=10), INTEGRAL] = 3
     backoff: Annotated[Backoff, LAX] = Backoff.EXPONENTIAL
-    initial_delay_ms: Annotated[Integer, Field(ge=100)] = 500
-    max_delay_ms: Annotated[Integer, Field(ge=100)] = 30000
+    initial_delay_ms: Annotated[int, Field(ge=100), INTEGRAL] = 500
+    max_delay_ms: Annotated[int, Field(ge=100), INTEGRAL] = 30000
     jitter: bool = True
 
 
 class CircuitBreaker(ApiModel):
     enabled: bool = True
-    failure_threshold: Annotated[Integer, Field(ge=1)] = 5
-    success_threshold: Annotated[Integer, Field(ge=1)] = 2
-    timeout_ms: Annotated[Integer, Field(ge=0)] = 60000
+    failure_threshold: Annotated[int, Field(ge=1), INTEGRAL] = 5
+    success_threshold: Annotated[int, Field(ge=1), INTEGRAL] = 2
+    timeout_ms: Annotated[int, Field(ge=0), INTEGRAL] = 60000
 
 
 class ErrorHandlingConfig(ApiModel):

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints
 
-from .base import LAX, ApiModel, DateTime, Integer, LongText, ShortText, Uuid
+from .base import INTEGRAL, LAX, ApiModel, DateTime, LongText, ShortText, Uuid
 
 ERROR_PAYLOAD_SCHEMA_REF = "/schemas/ErrorPayload.schema.json"
 """The reference every error output port must carry as its schema (seed: ErrorPortDescriptor)."""
@@ -52,9 +52,9 @@ class ErrorPayload(ApiModel):
     """The node (or operator component) where the error happened."""
     origin_run_id: Uuid | None = None
     """The run in which the error happened."""
-    attempt: Annotated[Integer, Field(ge=0)] | None = None
+    attempt: Annotated[int, Field(ge=0), INTEGRAL] | None = None
     """Which attempt failed (0-based)."""
-    max_attempts: Annotated[Integer, Field(ge=0)] | None = None
+    max_attempts: Annotated[int, Field(ge=0), INTEGRAL] | None = None
     """How many attempts the retry policy allows."""
     timestamp: DateTime
     """When the error happened (RFC 3339)."""

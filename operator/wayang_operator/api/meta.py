@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import ConfigDict, Field
 
-from .base import LAX, ApiModel, DateTime, DnsLabel, DnsSubdomain, Integer
+from .base import INTEGRAL, LAX, ApiModel, DateTime, DnsLabel, DnsSubdomain
 
 GROUP = "wayang.io"
 VERSION = "v1alpha1"
@@ -43,7 +43,7 @@ class Condition(ApiModel):
     message: Annotated[str, Field(max_length=32768)] = ""
     """Human-readable explanation, naming the field or object at fault."""
     last_transition_time: DateTime
-    observed_generation: Annotated[Integer, Field(ge=0)] | None = None
+    observed_generation: Annotated[int, Field(ge=0), INTEGRAL] | None = None
 
 
 Conditions = Annotated[

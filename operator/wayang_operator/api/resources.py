@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field
 
 from .base import (
+    INTEGRAL,
     LAX,
     ApiModel,
     CelRule,
@@ -21,7 +22,6 @@ from .base import (
     Digest,
     DnsSubdomain,
     Duration,
-    Integer,
     LongText,
     PluginId,
     SemVer,
@@ -82,7 +82,7 @@ class PluginStatus(ApiModel):
     phase: Annotated[PluginPhase, LAX] | None = None
     review_status: Annotated[ReviewStatus, LAX] | None = None
     """The descriptor's review status (seed enum)."""
-    observed_generation: Annotated[Integer, Field(ge=0)] | None = None
+    observed_generation: Annotated[int, Field(ge=0), INTEGRAL] | None = None
     conditions: Conditions | None = None
     last_error: ErrorPayload | None = None
     """The most recent error, as an ErrorPayload."""
@@ -155,7 +155,7 @@ class ApprovalPhase(StrEnum):
 class PluginApprovalStatus(ApiModel):
     phase: Annotated[ApprovalPhase, LAX] | None = None
     message: LongText | None = None
-    observed_generation: Annotated[Integer, Field(ge=0)] | None = None
+    observed_generation: Annotated[int, Field(ge=0), INTEGRAL] | None = None
     conditions: Conditions | None = None
 
 
@@ -205,10 +205,10 @@ class SigningPolicy(ApiModel):
 
 
 class MaxCounts(ApiModel):
-    critical: Annotated[Integer, Field(ge=0)] | None = None
-    high: Annotated[Integer, Field(ge=0)] | None = None
-    medium: Annotated[Integer, Field(ge=0)] | None = None
-    low: Annotated[Integer, Field(ge=0)] | None = None
+    critical: Annotated[int, Field(ge=0), INTEGRAL] | None = None
+    high: Annotated[int, Field(ge=0), INTEGRAL] | None = None
+    medium: Annotated[int, Field(ge=0), INTEGRAL] | None = None
+    low: Annotated[int, Field(ge=0), INTEGRAL] | None = None
 
 
 class SeverityThreshold(StrEnum):
@@ -242,7 +242,7 @@ class ApprovalRequirement(ApiModel):
     sandbox_level: Annotated[SandboxLevel, LAX] | None = None
     capability: Annotated[Capability, LAX] | None = None
     category: Annotated[Category, LAX] | None = None
-    approvers: Annotated[Integer, Field(ge=0, le=16)]
+    approvers: Annotated[int, Field(ge=0, le=16), INTEGRAL]
 
 
 class AutoApprovalRule(ApiModel):
@@ -282,7 +282,7 @@ class PluginPolicySpec(ApiModel):
 
 
 class PluginPolicyStatus(ApiModel):
-    observed_generation: Annotated[Integer, Field(ge=0)] | None = None
+    observed_generation: Annotated[int, Field(ge=0), INTEGRAL] | None = None
     conditions: Conditions | None = None
 
 
@@ -311,11 +311,11 @@ class ScanReportSpec(ApiModel):
 
 
 class ScanReportStatus(ApiModel):
-    observed_generation: Annotated[Integer, Field(ge=0)] | None = None
+    observed_generation: Annotated[int, Field(ge=0), INTEGRAL] | None = None
     conditions: Conditions | None = None
     report: ScanReportData | None = None
     """The seed's ScanReport; finding lists are capped, most severe first."""
-    truncated: Annotated[Integer, Field(ge=0)] | None = None
+    truncated: Annotated[int, Field(ge=0), INTEGRAL] | None = None
     """Findings left out of the report by the cap."""
     database_updated_at: DateTime | None = None
     next_scan_at: DateTime | None = None

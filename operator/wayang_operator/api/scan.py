@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from .base import LAX, ApiModel, DateTime, Integer, LongText, ShortText, Uuid
+from .base import INTEGRAL, LAX, ApiModel, DateTime, Integer, LongText, ShortText, Uuid
 
 MAX_FINDINGS = 200
 """Findings kept per list; the rest is counted, so a ScanReport never nears etcd's size limit."""
@@ -56,7 +56,7 @@ class SecretFinding(ApiModel):
     line: Integer | None = None
 
 
-NonNegative = Annotated[Integer, Field(ge=0)]
+NonNegative = Annotated[int, Field(ge=0), INTEGRAL]
 
 
 class ScanSummary(ApiModel):

@@ -13,6 +13,9 @@ from collections.abc import Sequence
 from .. import __version__
 from . import validate
 
+INTERNAL_ERROR = 3
+"""Exit code for a bug in wayang itself (0: valid, 1: invalid input, 2: usage)."""
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -36,4 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `wayang validate ... | head`: the reader left; that is not an error of ours.
         sys.stderr.close()
         return 0
+    except Exception as error:
+        print(f"wayang: internal error: {type(error).__name__}: {error}", file=sys.stderr)  # noqa: T201
+        return INTERNAL_ERROR
     return code
