@@ -18,7 +18,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
 from pydantic import BaseModel, ValidationError
@@ -138,6 +138,9 @@ def mutation(draw: st.DrawFn, document: Any) -> Any:
 SLOW = settings(
     max_examples=40,
     deadline=None,
+    # Shrinking through hypothesis-jsonschema takes many minutes; a failure prints the whole
+    # (unshrunk) document, which is enough to see the disagreement.
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
     suppress_health_check=[
         HealthCheck.too_slow,
         HealthCheck.data_too_large,
