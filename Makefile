@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: help venv manifests lint unit test demo bench clean
+.PHONY: help venv manifests lint unit test e2e cluster-up cluster-down cluster-status demo bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -34,6 +34,19 @@ unit: $(STAMP) ## Unit and integration tests only (no lint)
 
 test: lint unit ## Lint, then unit and integration tests (the README's test command)
 
+e2e: $(STAMP) ## e2e tier on a real API server: the local control plane (built from source), or KUBECONFIG
+	@$(BIN)/python -m e2e.localcluster.build
+	@$(BIN)/pytest e2e $(E2E_ARGS)
+
+cluster-up: $(STAMP) ## Build (cached) and start the local control plane; adds context wayang-local to your kubeconfig
+	@$(BIN)/python -m e2e.localcluster up
+
+cluster-down: $(STAMP) ## Stop the local control plane and remove its kubeconfig entries
+	@$(BIN)/python -m e2e.localcluster down
+
+cluster-status: $(STAMP) ## Show the local control plane's processes and whether the API server answers
+	@$(BIN)/python -m e2e.localcluster status
+
 demo: $(STAMP) ## The main job: install, then validate the examples
 	@echo "==> wayang validate examples/"
 	@$(BIN)/wayang validate --verbose examples/
@@ -42,4 +55,4 @@ bench: $(STAMP) ## Benchmarks: validate 1,000 manifests, printing ratios against
 	@$(BIN)/python tests/bench/bench_validate.py
 
 clean: ## Remove the virtualenv and tool caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .cluster
