@@ -51,8 +51,9 @@ demo: $(STAMP) ## The main job: install, then validate the examples
 	@echo "==> wayang validate examples/"
 	@$(BIN)/wayang validate --verbose examples/
 
-bench: $(STAMP) ## Benchmarks: validate 1,000 manifests, printing ratios against a baseline
+bench: $(STAMP) ## Benchmarks with ratios against same-run baselines (COLD=1 adds a cold Go build)
 	@$(BIN)/python tests/bench/bench_validate.py
+	@$(BIN)/python -m e2e.localcluster.bench $(if $(COLD),--cold)
 
 clean: ## Remove the virtualenv and tool caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .cluster

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -24,7 +25,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -169,16 +170,18 @@ def _start(layout: Layout, name: str, args: list[str]) -> int:
     return process.pid
 
 
-def _wait(name: str, pid: int, layout: Layout, check: Callable[[], bool], timeout: float) -> None:
+def _wait(name: str, pid: int, layout: Layout, check: Callable[[], bool], timeout: float) -> float:
+    """Wait until `check` passes; return the seconds it took."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         if not _alive(pid):
             tail = layout.log_file(name).read_text(errors="replace").splitlines()[-25:]
             raise RuntimeError(f"{name} exited during start; last log lines:\n" + "\n".join(tail))
         if check():
-            log(f"{name} ready in {time.monotonic() - started:.1f}s")
-            return
-        time.sleep(0.2)
+            took = time.monotonic() - started
+            log(f"{name} ready in {took:.1f}s")
+            return took
+        time.sleep(0.1)
     raise RuntimeError(f"{name} not ready after {timeout:.0f}s; see {layout.log_file(name)}")
 
 
@@ -251,6 +254,8 @@ class Cluster:
     layout: Layout
     server: str
     kubectl: Path
+    ready_seconds: dict[str, float] = field(default_factory=dict)
+    """How long each component took to become ready (filled by `up`)."""
 
     def run_kubectl(self, *args: str, context: str = CLUSTER_NAME, stdin: str | None = None) -> str:
         result = subprocess.run(
@@ -317,7 +322,7 @@ def up(layout: Layout | None = None) -> Cluster:
             "--log-level=warn",
         ],
     )
-    _wait("etcd", pid, layout, lambda: _http_ok(f"{etcd_url}/health"), 30)
+    ready = {"etcd": _wait("etcd", pid, layout, lambda: _http_ok(f"{etcd_url}/health"), 30)}
 
     pki = layout.pki
     pid = _start(
@@ -348,7 +353,9 @@ def up(layout: Layout | None = None) -> Cluster:
         ],
     )
     api_context = _client_context(authority.pair.cert, admin)
-    _wait("kube-apiserver", pid, layout, lambda: _http_ok(f"{server}/readyz", api_context), 90)
+    ready["kube-apiserver"] = _wait(
+        "kube-apiserver", pid, layout, lambda: _http_ok(f"{server}/readyz", api_context), 90
+    )
 
     ca_pem = authority.pair.cert_pem()
     component_configs = {}
@@ -383,14 +390,7 @@ def up(layout: Layout | None = None) -> Cluster:
             "--profiling=false",
         ],
     )
-    health = _insecure_context()
-    _wait(
-        "kube-controller-manager",
-        pid,
-        layout,
-        lambda: _http_ok(f"https://127.0.0.1:{ports['kcm']}/healthz", health),
-        60,
-    )
+    kcm_pid = pid
     scheduler = component_configs["scheduler"]
     pid = _start(
         layout,
@@ -405,18 +405,19 @@ def up(layout: Layout | None = None) -> Cluster:
             "--leader-elect=false",
         ],
     )
-    _wait(
-        "kube-scheduler",
-        pid,
-        layout,
-        lambda: _http_ok(f"https://127.0.0.1:{ports['scheduler']}/healthz", health),
-        60,
-    )
+    # the two start side by side; neither needs the other
+    health = _insecure_context()
+    for name, component_pid, port in (
+        ("kube-controller-manager", kcm_pid, ports["kcm"]),
+        ("kube-scheduler", pid, ports["scheduler"]),
+    ):
+        healthz = functools.partial(_http_ok, f"https://127.0.0.1:{port}/healthz", health)
+        ready[name] = _wait(name, component_pid, layout, healthz, 60)
 
     kubectl_link = layout.bin / "kubectl"
     kubectl_link.unlink(missing_ok=True)
     kubectl_link.symlink_to(binaries["kubectl"])
-    cluster = Cluster(layout, server, binaries["kubectl"])
+    cluster = Cluster(layout, server, binaries["kubectl"], ready)
     cluster.run_kubectl("apply", f"--filename={USERS_MANIFEST}")
     layout.state.write_text(
         json.dumps(
