@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"merged context {CLUSTER_NAME!r} into {target} and made it current")
         users = ", ".join(user.user for user in USERS)
         log(f"kubeconfig: {layout.kubeconfig} (contexts: {CLUSTER_NAME} = admin, {users})")
-        log(f"kubectl {cluster.kubectl.parent.name}: {layout.bin / 'kubectl'}")
+        log(f"matching kubectl: {layout.bin / 'kubectl'} ({cluster.kubectl.parent.name})")
         return 0
     if args.command == "down":
         down(layout)
