@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
+from tests.documents import DELETE, mutated
 
 from e2e.conftest import ROOT, Kube
 from wayang_operator.manifests.loader import load_bytes
@@ -54,19 +55,6 @@ def _container_plugin() -> dict[str, Any]:
     return example("text-summarizer-container")
 
 
-def _with(document: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
-    changed = copy.deepcopy(document)
-    *parents, last = path.split(".")
-    node = changed
-    for step in parents:
-        node = node[step]
-    if value is None:
-        del node[last]
-    else:
-        node[last] = value
-    return changed
-
-
 REFUSED = [
     (
         "container-digest-blake3",
@@ -100,7 +88,7 @@ REFUSED = [
 def test_invalid_plugins_are_refused_with_the_schema_message(
     kube: Kube, namespace: str, case: str, path: str, value: Any, message: str
 ) -> None:
-    document = _with(_container_plugin(), path, value)
+    document = mutated(_container_plugin(), path, DELETE if value is None else value)
     result = kube.apply(document, namespace=namespace, check=False)
     assert result.returncode != 0, f"{case} was accepted"
     assert message in result.stderr, result.stderr

@@ -49,19 +49,23 @@ def _key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
-def _write(
-    folder: Path, stem: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey
-) -> KeyPair:
-    pair = KeyPair(folder / f"{stem}.crt", folder / f"{stem}.key")
-    pair.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    pair.key.write_bytes(
+def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    path.write_bytes(
         key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
     )
-    pair.key.chmod(0o600)
+    path.chmod(0o600)
+
+
+def _write(
+    folder: Path, stem: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey
+) -> KeyPair:
+    pair = KeyPair(folder / f"{stem}.crt", folder / f"{stem}.key")
+    pair.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_key(pair.key, key)
     return pair
 
 
@@ -141,12 +145,5 @@ def service_account_keys(folder: Path) -> KeyPair:
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
     )
-    pair.key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        )
-    )
-    pair.key.chmod(0o600)
+    _write_key(pair.key, key)
     return pair

@@ -273,7 +273,8 @@ class PluginPolicySpec(ApiModel):
     """Namespaces this policy covers; omitted or empty covers all."""
     signing: SigningPolicy | None = None
     allowed_registries: Annotated[list[ShortText], Field(max_length=64)] | None = None
-    """Registry or repository prefixes container artifacts may come from; omitted allows any."""
+    """Prefixes an artifact's location must start with (implementation.repository if set, else
+    the coordinate; URL schemes are ignored); omitted allows any."""
     scan: ScanPolicy | None = None
     approval: ApprovalPolicy | None = None
     runtime_classes: RuntimeClasses | None = None

@@ -1,0 +1,116 @@
+"""The Validated gate: the plugin's contract, beyond what a schema can say.
+
+A manifest can be schema-valid and still be a broken plugin: two ports with one name, an input
+schema that is not a JSON Schema, a property default its own validation refuses, configuration for
+properties that do not exist. Each problem is reported with the field path that holds it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import jsonschema
+
+from ..api.descriptor import PluginDescriptor, PortDescriptor, PropertyDescriptor, PropertyType
+from ..api.errors import ERROR_PAYLOAD_SCHEMA_REF
+
+_JSON_TYPES: dict[PropertyType, tuple[type, ...]] = {
+    PropertyType.STRING: (str,),
+    PropertyType.NUMBER: (int, float),
+    PropertyType.INTEGER: (int,),
+    PropertyType.BOOLEAN: (bool,),
+    PropertyType.OBJECT: (dict,),
+    PropertyType.ARRAY: (list,),
+}
+
+
+@dataclass(frozen=True)
+class ContractProblem:
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+def _duplicates(names: list[str]) -> list[str]:
+    return sorted(name for name, count in Counter(names).items() if count > 1)
+
+
+def _value_problem(prop: PropertyDescriptor, value: Any) -> str | None:
+    """Why `value` does not satisfy the property's type and validation, or None."""
+    expected = _JSON_TYPES[prop.type]
+    is_bool = isinstance(value, bool)
+    if not isinstance(value, expected) or (is_bool and prop.type is not PropertyType.BOOLEAN):
+        return f"{value!r} is not of type {prop.type.value}"
+    rules = prop.validation
+    if rules is None:
+        return None
+    if rules.min is not None and isinstance(value, int | float) and value < rules.min:
+        return f"{value!r} is below the minimum {rules.min:g}"
+    if rules.max is not None and isinstance(value, int | float) and value > rules.max:
+        return f"{value!r} is above the maximum {rules.max:g}"
+    if rules.pattern is not None and isinstance(value, str):
+        try:
+            if not re.search(rules.pattern, value):
+                return f"{value!r} does not match the pattern {rules.pattern!r}"
+        except re.error as error:
+            return f"the property's validation pattern is not a regular expression: {error}"
+    if rules.enum is not None and value not in rules.enum:
+        return f"{value!r} is not one of {rules.enum!r}"
+    return None
+
+
+def check(spec: PluginDescriptor) -> list[ContractProblem]:
+    """Every contract problem of the descriptor (empty when the contract holds)."""
+    problems: list[ContractProblem] = []
+    ports: list[tuple[str, int | None, PortDescriptor]] = [
+        ("inputs", i, port) for i, port in enumerate(spec.inputs)
+    ]
+    ports += [
+        ("outputs.success", None, spec.outputs.success),
+        ("outputs.error", None, spec.outputs.error),
+    ]
+    for name in _duplicates([port.name for _, _, port in ports]):
+        problems.append(ContractProblem("spec.inputs/outputs", f"port name {name!r} is used twice"))
+    for place, index, port in ports:
+        path = f"spec.{place}" + (f"[{index}]" if index is not None else "")
+        if isinstance(port.schema_, dict):
+            try:
+                jsonschema.validators.validator_for(port.schema_).check_schema(port.schema_)
+            except jsonschema.SchemaError as error:
+                problems.append(
+                    ContractProblem(f"{path}.schema", f"not a valid JSON Schema: {error.message}")
+                )
+    if spec.outputs.error.schema_ != ERROR_PAYLOAD_SCHEMA_REF:
+        problems.append(
+            ContractProblem("spec.outputs.error.schema", f"must be {ERROR_PAYLOAD_SCHEMA_REF}")
+        )
+
+    properties = spec.properties or []
+    for name in _duplicates([prop.name for prop in properties]):
+        problems.append(ContractProblem("spec.properties", f"property {name!r} is declared twice"))
+    configuration = spec.configuration or {}
+    for index, prop in enumerate(properties):
+        if prop.default is not None and (reason := _value_problem(prop, prop.default)):
+            problems.append(ContractProblem(f"spec.properties[{index}].default", reason))
+        if prop.name in configuration and (
+            reason := _value_problem(prop, configuration[prop.name])
+        ):
+            problems.append(ContractProblem(f"spec.configuration.{prop.name}", reason))
+        if prop.required and prop.default is None and prop.name not in configuration:
+            problems.append(
+                ContractProblem(
+                    f"spec.configuration.{prop.name}",
+                    "required property has no value and no default",
+                )
+            )
+    declared = {prop.name for prop in properties}
+    for key in sorted(set(configuration) - declared):
+        problems.append(
+            ContractProblem(f"spec.configuration.{key}", "no property of this name is declared")
+        )
+    return problems
