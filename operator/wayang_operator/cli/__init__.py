@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import validate
+from . import keys, validate
 
 INTERNAL_ERROR = 3
 """Exit code for a bug in wayang itself (0: valid, 1: invalid input, 2: usage)."""
@@ -20,11 +20,13 @@ INTERNAL_ERROR = 3
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wayang",
-        description="Govern Wayang plugins: validate manifests before they reach a cluster.",
+        description="Govern Wayang plugins: validate and sign manifests before they reach a "
+        "cluster.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     validate.register(commands)
+    keys.register(commands)
     return parser
 
 
@@ -40,6 +42,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except Exception as error:
-        print(f"wayang: internal error: {type(error).__name__}: {error}", file=sys.stderr)  # noqa: T201
+        print(f"wayang: internal error: {type(error).__name__}: {error}", file=sys.stderr)
         return INTERNAL_ERROR
     return code
