@@ -1,0 +1,155 @@
+"""kopf wiring: indexes that hold the facts, and the events that trigger re-evaluation.
+
+Handlers stay thin: each maps a watch event to the plugins it affects and calls `reconcile` for
+them. What is affected is computed from the indexes, so nothing polls:
+- a Plugin's own change re-evaluates it, and (when whether it is active changed) its neighbours
+  in the namespace that require something;
+- a PluginApproval re-evaluates the plugin it names;
+- a PluginPolicy re-evaluates every plugin (policies are few and change rarely);
+- a namespace's labels re-evaluate its plugins (policies select namespaces by label).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from .. import metrics
+from ..api.resources import PluginApprovalSpec, PluginPhase, PluginPolicySpec
+from ..core.approval import ApprovalRecord, Requester
+from ..core.policy import NamedPolicy
+from .reconcile import Indexes, PluginSnapshot, reconcile
+from .runtime import RUNTIME
+
+logger = logging.getLogger("wayang.handlers")
+
+PLUGINS = ("wayang.io", "v1alpha1", "plugins")
+APPROVALS = ("wayang.io", "v1alpha1", "pluginapprovals")
+POLICIES = ("wayang.io", "v1alpha1", "pluginpolicies")
+
+
+@kopf.index(*PLUGINS)
+def plugin_index(*, namespace: str | None, name: str, body: kopf.Body, **_: Any) -> object:
+    if namespace is None:
+        return {}
+    meta = body.get("metadata", {})
+    return {
+        (namespace, name): PluginSnapshot(
+            namespace=namespace,
+            name=name,
+            uid=str(meta.get("uid", "")),
+            generation=int(meta.get("generation", 0)),
+            spec=dict(body.get("spec", {})),
+            annotations=dict(meta.get("annotations") or {}),
+            status=dict(body.get("status") or {}),
+        )
+    }
+
+
+@kopf.index(*APPROVALS)
+def approval_index(*, namespace: str | None, name: str, body: kopf.Body, **_: Any) -> object:
+    try:
+        spec = PluginApprovalSpec.model_validate(
+            dict(body.get("spec", {})), by_alias=True, by_name=False
+        )
+    except ValueError:
+        return {}
+    if namespace is None:
+        return {}
+    requester = Requester.from_annotations(dict(body.get("metadata", {}).get("annotations") or {}))
+    return {(namespace, spec.plugin): ApprovalRecord(name, spec, requester)}
+
+
+@kopf.index(*POLICIES)
+def policy_index(*, name: str, body: kopf.Body, **_: Any) -> object:
+    try:
+        spec = PluginPolicySpec.model_validate(
+            dict(body.get("spec", {})), by_alias=True, by_name=False
+        )
+    except ValueError:
+        logger.warning("PluginPolicy %s is invalid and is ignored", name)
+        return {}
+    return {None: NamedPolicy(name, spec)}
+
+
+@kopf.index("", "v1", "namespaces")
+def namespace_index(*, name: str, labels: kopf.Labels, **_: Any) -> object:
+    return {name: dict(labels)}
+
+
+def _indexes(kwargs: dict[str, Any]) -> Indexes:
+    return Indexes(
+        plugins=kwargs["plugin_index"],
+        approvals=kwargs["approval_index"],
+        policies=kwargs["policy_index"],
+        namespaces=kwargs["namespace_index"],
+    )
+
+
+async def _reconcile(indexes: Indexes, namespace: str, name: str) -> bool | None:
+    """Re-evaluate one plugin; returns whether it is now active (None when it is gone or failed)."""
+    try:
+        evaluation = await reconcile(
+            namespace,
+            name,
+            indexes,
+            api=RUNTIME.api,
+            sink=RUNTIME.sink,
+            wayang_version=RUNTIME.settings.wayang_version,
+        )
+    except Exception:  # one plugin's failure must never stop the others
+        metrics.ERRORS.labels("reconcile").inc()
+        logger.exception("reconciling %s/%s failed; its next event retries it", namespace, name)
+        return None
+    return None if evaluation is None else evaluation.phase is PluginPhase.READY
+
+
+async def _reconcile_many(indexes: Indexes, keys: list[tuple[str, str]]) -> None:
+    for namespace, name in keys:
+        await _reconcile(indexes, namespace, name)
+
+
+def _dependants(indexes: Indexes, namespace: str, name: str) -> list[tuple[str, str]]:
+    """Plugins of the namespace that depend on anything (they may depend on `name`)."""
+    return [
+        (namespace, other.name)
+        for other in indexes.namespace_plugins(namespace)
+        if other.name != name and (other.spec.get("requires") or other.spec.get("dependencies"))
+    ]
+
+
+@kopf.on.event(*PLUGINS)
+async def plugin_changed(*, namespace: str | None, name: str, type: str, **kwargs: Any) -> None:
+    indexes = _indexes(kwargs)
+    if namespace is None:
+        return
+    if type == "DELETED":
+        metrics.observe_phase(namespace, name, None)
+        await _reconcile_many(indexes, _dependants(indexes, namespace, name))
+        return
+    before = indexes.plugin(namespace, name)
+    was_active = before is not None and before.active
+    now_active = await _reconcile(indexes, namespace, name)
+    if now_active is not None and now_active != was_active:
+        await _reconcile_many(indexes, _dependants(indexes, namespace, name))
+
+
+@kopf.on.event(*APPROVALS)
+async def approval_changed(*, namespace: str | None, spec: kopf.Spec, **kwargs: Any) -> None:
+    plugin = spec.get("plugin")
+    if plugin and namespace:
+        await _reconcile(_indexes(kwargs), namespace, str(plugin))
+
+
+@kopf.on.event(*POLICIES)
+async def policy_changed(**kwargs: Any) -> None:
+    indexes = _indexes(kwargs)
+    await _reconcile_many(indexes, [key for key in indexes.plugins if isinstance(key, tuple)])
+
+
+@kopf.on.event("", "v1", "namespaces")
+async def namespace_changed(*, name: str, **kwargs: Any) -> None:
+    indexes = _indexes(kwargs)
+    await _reconcile_many(indexes, [(name, p.name) for p in indexes.namespace_plugins(name)])

@@ -1,0 +1,203 @@
+"""Gather → decide → act for one Plugin.
+
+The facts come from kopf's in-memory indexes (kept current by watches, and complete before any
+handler runs, so a restart never decides on half-loaded state). `evaluate` decides. The status
+is written only when it differs from what the object already says, which makes every trigger
+(the plugin's own events, an approval, a policy, a dependency) safe to repeat and ends the loop
+of "our own status patch is an event too". Audit ids are derived from the plugin's uid,
+generation and the decision, so a decision re-emitted after a crash is the same entry again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import hashlib
+import logging
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .. import metrics
+from ..api.descriptor import PluginDescriptor
+from ..api.meta import Condition
+from ..api.resources import ConditionType
+from ..audit import AuditSink
+from ..audit import event as audit_event
+from ..core.approval import ApprovalRecord, ApprovalState, Requester
+from ..core.dependencies import Candidate
+from ..core.pipeline import Evaluation, Facts, evaluate
+from ..core.policy import NamedPolicy, applicable
+from ..kube import KubeApi
+from ..manifests.validate import check_model
+
+logger = logging.getLogger("wayang.reconcile")
+
+
+@dataclass(frozen=True)
+class PluginSnapshot:
+    """What the indexes keep of a Plugin: enough to evaluate it and its dependants."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    spec: dict[str, Any]
+    annotations: dict[str, str]
+    status: dict[str, Any]
+
+    @property
+    def descriptor(self) -> PluginDescriptor | None:
+        if check_model(PluginDescriptor, self.spec):
+            return None
+        return PluginDescriptor.model_validate(self.spec, by_alias=True, by_name=False)
+
+    def condition(self, kind: ConditionType) -> str | None:
+        for condition in self.status.get("conditions") or []:
+            if condition.get("type") == kind.value:
+                return str(condition.get("status"))
+        return None
+
+    @property
+    def active(self) -> bool:
+        """Ready (every gate passed, enabled): something other plugins may depend on."""
+        return self.condition(ConditionType.READY) == "True"
+
+
+@dataclass(frozen=True)
+class Indexes:
+    """Read-only views of kopf's indexes, by the keys the handlers index under."""
+
+    plugins: Mapping[Any, Iterable[PluginSnapshot]]
+    approvals: Mapping[Any, Iterable[ApprovalRecord]]
+    policies: Mapping[Any, Iterable[NamedPolicy]]
+    namespaces: Mapping[Any, Iterable[dict[str, str]]]
+
+    def plugin(self, namespace: str, name: str) -> PluginSnapshot | None:
+        return next(iter(self.plugins.get((namespace, name), [])), None)
+
+    def namespace_plugins(self, namespace: str) -> list[PluginSnapshot]:
+        return [p for key, values in self.plugins.items() if key[0] == namespace for p in values]
+
+
+_locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def facts_for(snapshot: PluginSnapshot, indexes: Indexes, wayang_version: str | None) -> Facts:
+    labels = next(iter(indexes.namespaces.get(snapshot.namespace, [])), {})
+    policies = [p for values in indexes.policies.values() for p in values]
+    neighbours = []
+    active = []
+    for other in indexes.namespace_plugins(snapshot.namespace):
+        descriptor = other.descriptor if other.name != snapshot.name else None
+        if descriptor is None:
+            continue
+        neighbours.append(Candidate(other.name, descriptor))
+        if other.active:
+            active.append(Candidate(other.name, descriptor))
+    previous = [Condition.model_validate(c) for c in snapshot.status.get("conditions") or []]
+    return Facts(
+        name=snapshot.name,
+        namespace=snapshot.namespace,
+        generation=snapshot.generation,
+        spec=snapshot.spec,
+        publisher=Requester.from_annotations(snapshot.annotations),
+        policies=applicable(policies, labels),
+        approvals=list(indexes.approvals.get((snapshot.namespace, snapshot.name), [])),
+        active=active,
+        namespace_plugins=neighbours,
+        wayang_version=wayang_version,
+        previous=previous,
+    )
+
+
+def status_of(evaluation: Evaluation, digest: str | None) -> dict[str, Any]:
+    """The Plugin's status as written; `digest` is the artifact the approvals counted for."""
+    approval = evaluation.approval
+    approved = approval is not None and approval.state is ApprovalState.APPROVED
+    error = evaluation.last_error
+    return {
+        "phase": evaluation.phase.value,
+        "reviewStatus": evaluation.review_status.value,
+        "observedGeneration": evaluation.conditions[0].observed_generation,
+        "conditions": [c.model_dump(mode="json", exclude_none=True) for c in evaluation.conditions],
+        "lastError": error.model_dump(mode="json", exclude_none=True) if error else None,
+        "approvers": list(approval.approvers) if approval and approval.approvers else None,
+        "approvedDigest": digest if approved else None,
+    }
+
+
+def _comparable(status: dict[str, Any]) -> dict[str, Any]:
+    """Status without transition times and error timestamps, to decide whether to write."""
+    out = {k: v for k, v in status.items() if v is not None}
+    out["conditions"] = [
+        {k: v for k, v in c.items() if k != "lastTransitionTime"}
+        for c in status.get("conditions") or []
+    ]
+    if isinstance(out.get("lastError"), dict):
+        out["lastError"] = {k: v for k, v in out["lastError"].items() if k != "timestamp"}
+    return out
+
+
+def audit_id(snapshot: PluginSnapshot, kind: str, message: str) -> str:
+    digest = hashlib.sha256(
+        f"{snapshot.uid}/{snapshot.generation}/{kind}/{message}".encode()
+    ).hexdigest()
+    return str(uuid.UUID(digest[:32]))
+
+
+async def reconcile(
+    namespace: str,
+    name: str,
+    indexes: Indexes,
+    *,
+    api: KubeApi,
+    sink: AuditSink,
+    wayang_version: str | None,
+) -> Evaluation | None:
+    """Evaluate one plugin from the indexes and write its status if it changed."""
+    lock = _locks.setdefault((namespace, name), asyncio.Lock())
+    async with lock:
+        snapshot = indexes.plugin(namespace, name)
+        if snapshot is None:
+            return None
+        with metrics.RECONCILE_SECONDS.time():
+            evaluation = evaluate(facts_for(snapshot, indexes, wayang_version), _now())
+        metrics.observe_phase(namespace, name, evaluation.phase)
+        spec = snapshot.descriptor
+        status = status_of(evaluation, spec.implementation.digest if spec else None)
+        if _comparable(status) == _comparable(snapshot.status):
+            return evaluation
+        for kind, message in evaluation.decisions:
+            entry = audit_event(
+                kind,
+                plugin_id=spec.id if spec else name,
+                version=spec.version if spec else None,
+                tenant=namespace,
+                details={
+                    "plugin": name,
+                    "digest": spec.implementation.digest if spec else None,
+                    "message": message,
+                    "generation": snapshot.generation,
+                },
+            ).model_copy(update={"audit_id": audit_id(snapshot, kind.value, message)})
+            await sink.append(entry)
+            metrics.DECISIONS.labels(kind.value).inc()
+        gone = await api.patch_status("plugins", namespace, name, status)
+        for record, verdict in (evaluation.approval.records if evaluation.approval else {}).items():
+            approval_status = {"phase": verdict.phase.value, "message": verdict.message}
+            await api.patch_status("pluginapprovals", namespace, record, approval_status)
+        if gone is None:
+            logger.info(
+                "plugin %s/%s: %s",
+                namespace,
+                name,
+                evaluation.phase.value,
+                extra={"plugin": name, "namespace": namespace, "phase": evaluation.phase.value},
+            )
+        return evaluation

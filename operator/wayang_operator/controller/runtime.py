@@ -1,0 +1,29 @@
+"""The process-wide collaborators of the handlers, set once at startup by the entry point.
+
+kopf handlers are module-level functions, so they reach the settings, the API wrapper and the
+audit sink through this one holder rather than through globals scattered over modules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..audit import AuditSink, LogSink
+from ..kube import KubeApi
+from ..settings import OperatorSettings
+
+
+@dataclass
+class Runtime:
+    settings: OperatorSettings = field(default_factory=OperatorSettings)
+    sink: AuditSink = field(default_factory=LogSink)
+    _api: KubeApi | None = None
+
+    @property
+    def api(self) -> KubeApi:
+        if self._api is None:
+            self._api = KubeApi()
+        return self._api
+
+
+RUNTIME = Runtime()

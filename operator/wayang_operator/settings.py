@@ -1,0 +1,41 @@
+"""The operator's settings: one typed object, read from `WAYANG_*` environment variables.
+
+Nothing else in the package reads the environment. Every field says why it exists, and each has a
+default that works for a local run against `make cluster-up`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class OperatorSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="WAYANG_", frozen=True, use_attribute_docstrings=True
+    )
+
+    namespaces: list[str] = Field(default_factory=list)
+    """Namespaces to govern; empty means the whole cluster (WAYANG_NAMESPACES='["a","b"]')."""
+    wayang_version: str | None = None
+    """Version of the Wayang engine the plugins will run in, for spec.wayangVersion checks."""
+    peering: str = "wayang-operator"
+    """kopf peering name: replicas sharing it elect one active instance."""
+    standalone: bool = False
+    """Run without peering (a single replica, tests)."""
+    liveness_port: int = 8080
+    """Port of the liveness endpoint (/healthz)."""
+    metrics_port: int = 9090
+    """Port of the Prometheus metrics endpoint (/metrics)."""
+    webhook_host: str = "127.0.0.1"
+    """Host name the API server uses to reach the admission webhooks (in a certificate SAN)."""
+    webhook_port: int = 9443
+    """Port the admission webhook server listens on."""
+    webhook_listen: str = "0.0.0.0"  # noqa: S104 - the webhook must be reachable by the API server
+    """Address the admission webhook server binds."""
+    webhook_cert_dir: Path = Path("/tmp/wayang-webhook")  # noqa: S108 - regenerated when missing
+    """Where the webhook's serving certificate lives; a self-signed one is made if it is missing."""
+    webhook_configuration: str = "wayang.io"
+    """Name of the Mutating/ValidatingWebhookConfiguration the operator keeps up to date."""
