@@ -17,7 +17,7 @@ from typing import Any
 import kopf
 
 from .. import metrics
-from ..api.resources import PluginApprovalSpec, PluginPhase, PluginPolicySpec
+from ..api.resources import PluginApprovalSpec, PluginPolicySpec
 from ..core.approval import ApprovalRecord, Requester
 from ..core.policy import NamedPolicy
 from .reconcile import Indexes, PluginSnapshot, reconcile
@@ -88,10 +88,10 @@ def _indexes(kwargs: dict[str, Any]) -> Indexes:
     )
 
 
-async def _reconcile(indexes: Indexes, namespace: str, name: str) -> bool | None:
-    """Re-evaluate one plugin; returns whether it is now active (None when it is gone or failed)."""
+async def _reconcile(indexes: Indexes, namespace: str, name: str) -> None:
+    """Re-evaluate one plugin; a failure is logged and counted, and its next event retries it."""
     try:
-        evaluation = await reconcile(
+        await reconcile(
             namespace,
             name,
             indexes,
@@ -102,8 +102,6 @@ async def _reconcile(indexes: Indexes, namespace: str, name: str) -> bool | None
     except Exception:  # one plugin's failure must never stop the others
         metrics.ERRORS.labels("reconcile").inc()
         logger.exception("reconciling %s/%s failed; its next event retries it", namespace, name)
-        return None
-    return None if evaluation is None else evaluation.phase is PluginPhase.READY
 
 
 async def _reconcile_many(indexes: Indexes, keys: list[tuple[str, str]]) -> None:
@@ -120,20 +118,35 @@ def _dependants(indexes: Indexes, namespace: str, name: str) -> list[tuple[str, 
     ]
 
 
+_seen: dict[tuple[str, str], tuple[bool, int]] = {}
+"""(active, generation) of each plugin at its last event (the index holds only the present)."""
+
+
 @kopf.on.event(*PLUGINS)
 async def plugin_changed(*, namespace: str | None, name: str, type: str, **kwargs: Any) -> None:
-    indexes = _indexes(kwargs)
+    """Re-evaluate the plugin and, when its spec changed or it turned active or inactive, the
+    plugins of the namespace that depend on something (a new provider, or a cycle just closed).
+
+    Activity is read from the index, i.e. from the status the API server holds: dependants are
+    re-evaluated when our own status patch comes back through the watch, so they see it.
+    """
     if namespace is None:
         return
+    indexes = _indexes(kwargs)
+    key = (namespace, name)
     if type == "DELETED":
         metrics.observe_phase(namespace, name, None)
+        _seen.pop(key, None)
         await _reconcile_many(indexes, _dependants(indexes, namespace, name))
         return
-    before = indexes.plugin(namespace, name)
-    was_active = before is not None and before.active
-    now_active = await _reconcile(indexes, namespace, name)
-    if now_active is not None and now_active != was_active:
+    await _reconcile(indexes, namespace, name)
+    snapshot = indexes.plugin(namespace, name)
+    if snapshot is None:
+        return
+    now = (snapshot.active, snapshot.generation)
+    if _seen.get(key) != now:
         await _reconcile_many(indexes, _dependants(indexes, namespace, name))
+    _seen[key] = now
 
 
 @kopf.on.event(*APPROVALS)

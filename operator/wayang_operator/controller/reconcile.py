@@ -19,6 +19,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import kopf
+
 from .. import metrics
 from ..api.descriptor import PluginDescriptor
 from ..api.meta import Condition
@@ -144,6 +146,25 @@ def _comparable(status: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _announce(snapshot: PluginSnapshot, evaluation: Evaluation) -> None:
+    """A Kubernetes Event for a phase change, with the reason of the gate that decided it."""
+    failing = next((c for c in evaluation.conditions if c.status.value != "True"), None)
+    decisive = failing or evaluation.conditions[-1]
+    body: dict[str, Any] = {
+        "apiVersion": "wayang.io/v1alpha1",
+        "kind": "Plugin",
+        "metadata": {"name": snapshot.name, "namespace": snapshot.namespace, "uid": snapshot.uid},
+    }
+    kind = "Warning" if evaluation.last_error else "Normal"
+    message = f"{evaluation.phase.value}: {decisive.type} {decisive.reason}: {decisive.message}"
+    kopf.event(
+        kopf.Body(body),  # type: ignore[arg-type] # a minimal raw body
+        type=kind,
+        reason=evaluation.phase.value,
+        message=message[:1024],
+    )
+
+
 def audit_id(snapshot: PluginSnapshot, kind: str, message: str) -> str:
     digest = hashlib.sha256(
         f"{snapshot.uid}/{snapshot.generation}/{kind}/{message}".encode()
@@ -189,6 +210,8 @@ async def reconcile(
             await sink.append(entry)
             metrics.DECISIONS.labels(kind.value).inc()
         gone = await api.patch_status("plugins", namespace, name, status)
+        if gone is None and snapshot.status.get("phase") != evaluation.phase.value:
+            _announce(snapshot, evaluation)
         for record, verdict in (evaluation.approval.records if evaluation.approval else {}).items():
             approval_status = {"phase": verdict.phase.value, "message": verdict.message}
             await api.patch_status("pluginapprovals", namespace, record, approval_status)

@@ -1,0 +1,421 @@
+"""The governance flow on the real control plane, with the operator running as its own process and
+the test acting as different users: publisher-1 publishes, approver-1 and approver-2 approve.
+
+Each test has its own namespace, its own PluginPolicy (selecting only that namespace by a label),
+and RoleBindings that make the test users publishers there. The admission webhooks are reached at
+127.0.0.1, which suits the local control plane; for kind, pass `--webhook-host` with an address
+the kind node can reach.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from e2e.conftest import ROOT, Kube
+from wayang_operator.api.descriptor import PluginDescriptor
+from wayang_operator.api.resources import KeyAlgorithm
+from wayang_operator.core import signing
+
+EXAMPLE = ROOT / "examples" / "plugins" / "pii-redactor-wasm.yaml"
+WEBHOOK_CONFIGURATION = "wayang-e2e.wayang.io"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class Operator:
+    """A `wayang-operator` process; can be killed and started again mid-test."""
+
+    def __init__(self, kube: Kube, folder: Path) -> None:
+        self.kube = kube
+        self.folder = folder
+        self.process: subprocess.Popen[bytes] | None = None
+        self.runs = 0
+        # the same ports on every start, so the webhook configuration stays valid across restarts
+        self.ports = {name: _free_port() for name in ("WEBHOOK", "METRICS", "LIVENESS")}
+
+    def log(self, run: int) -> Path:
+        return self.folder / f"operator-{run}.log"
+
+    def start(self) -> None:
+        self.runs += 1
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kube.kubeconfig),
+            "WAYANG_STANDALONE": "true",
+            **{f"WAYANG_{name}_PORT": str(port) for name, port in self.ports.items()},
+            "WAYANG_WEBHOOK_CERT_DIR": str(self.folder / "webhook"),
+            "WAYANG_WEBHOOK_CONFIGURATION": WEBHOOK_CONFIGURATION,
+        }
+        with self.log(self.runs).open("wb") as log:
+            self.process = subprocess.Popen(
+                [str(Path(sys.executable).parent / "wayang-operator")],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.log(self.runs).read_text()[-3000:]
+            configured = self.kube.run(
+                "get", "validatingwebhookconfiguration", WEBHOOK_CONFIGURATION, check=False
+            )
+            if configured.returncode == 0 and self._alive():
+                time.sleep(1)  # the webhook server starts with the configuration
+                return
+            time.sleep(0.3)
+        raise AssertionError(
+            "the operator did not come up:\n" + self.log(self.runs).read_text()[-3000:]
+        )
+
+    def _alive(self) -> bool:
+        with contextlib.suppress(OSError):
+            url = f"http://127.0.0.1:{self.ports['LIVENESS']}/healthz"
+            with urllib.request.urlopen(url, timeout=2) as r:
+                return bool(r.status == 200)
+        return False
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def audit(self) -> list[dict[str, Any]]:
+        entries = []
+        for run in range(1, self.runs + 1):
+            for line in self.log(run).read_text().splitlines():
+                if " wayang.audit " in line:
+                    entries.append(json.loads(line.split(" wayang.audit ", 1)[1]))
+        return entries
+
+
+@pytest.fixture(scope="module")
+def operator(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
+    running = Operator(kube, tmp_path_factory.mktemp("operator"))
+    running.start()
+    try:
+        yield running
+    finally:
+        running.kill()
+        # a webhook configuration pointing at a dead server would refuse every later request
+        for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
+            kube.run("delete", kind, WEBHOOK_CONFIGURATION, "--ignore-not-found", check=False)
+
+
+@pytest.fixture
+def tenant(kube: Kube, namespace: str, operator: Operator) -> Iterator[str]:
+    """The test namespace, with publisher rights for publisher-1 and approver-1, and a policy."""
+    kube.run("label", "namespace", namespace, f"wayang-e2e/tenant={namespace}")
+    for user in ("publisher-1", "approver-1"):
+        kube.run(
+            "create",
+            "rolebinding",
+            f"publisher-{user}",
+            "--clusterrole=wayang-local:publisher",
+            f"--user={user}",
+            namespace=namespace,
+        )
+    set_policy(kube, namespace, {})
+    yield namespace
+    kube.run("delete", "pluginpolicy", namespace, "--ignore-not-found", check=False)
+
+
+def set_policy(kube: Kube, namespace: str, spec: dict[str, Any]) -> None:
+    defaults = {"signing": {"required": False}, "scan": {"required": False}}
+    kube.apply(
+        {
+            "apiVersion": "wayang.io/v1alpha1",
+            "kind": "PluginPolicy",
+            "metadata": {"name": namespace},
+            "spec": {
+                **defaults,
+                **spec,
+                "namespaceSelector": {"matchLabels": {"wayang-e2e/tenant": namespace}},
+            },
+        }
+    )
+
+
+def plugin(name: str = "pii-redactor", **spec: Any) -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
+    document["metadata"]["name"] = name
+    document["spec"].update({"enabled": True, **spec})
+    return document
+
+
+def approval(
+    kube: Kube,
+    namespace: str,
+    plugin_name: str,
+    user: str,
+    decision: str = "Approve",
+    suffix: str = "",
+    **override: Any,
+) -> subprocess.CompletedProcess[str]:
+    current = kube.get("plugin", plugin_name, namespace)["spec"]
+    spec = {
+        "plugin": plugin_name,
+        "pluginId": current["id"],
+        "version": current["version"],
+        "digest": current["implementation"]["digest"],
+        "decision": decision,
+        **override,
+    }
+    name = f"{plugin_name}-{user}-{decision.lower()}{suffix}"
+    document = {
+        "apiVersion": "wayang.io/v1alpha1",
+        "kind": "PluginApproval",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+    return kube.apply(document, user=user, namespace=namespace, check=False)
+
+
+def phase_becomes(
+    kube: Kube, namespace: str, name: str, phase: str, timeout: float = 30
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    plugin_status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        plugin_status = kube.get("plugin", name, namespace).get("status") or {}
+        if plugin_status.get("phase") == phase:
+            return plugin_status
+        time.sleep(0.3)
+    raise AssertionError(
+        f"{name} is {plugin_status.get('phase')}, not {phase}: {json.dumps(plugin_status)[:1500]}"
+    )
+
+
+def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next(c for c in status["conditions"] if c["type"] == kind)
+
+
+def reason_becomes(kube: Kube, namespace: str, name: str, kind: str, reason: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    found: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        conditions = (kube.get("plugin", name, namespace).get("status") or {}).get(
+            "conditions"
+        ) or []
+        found = next((c for c in conditions if c["type"] == kind), {})
+        if found.get("reason") == reason:
+            return found
+        time.sleep(0.3)
+    raise AssertionError(f"{name} {kind} is {found}, not {reason}")
+
+
+def test_publish_then_approve_makes_it_ready(kube: Kube, tenant: str) -> None:
+    kube.apply(plugin(), user="publisher-1", namespace=tenant)
+    waiting = phase_becomes(kube, tenant, "pii-redactor", "AwaitingApproval")
+    assert "needs 1 distinct approver(s), has 0" in condition(waiting, "Approved")["message"]
+    refused = approval(kube, tenant, "pii-redactor", "publisher-1")
+    assert refused.returncode != 0
+    assert "forbidden" in refused.stderr, "publishers cannot write approvals"
+    assert approval(kube, tenant, "pii-redactor", "approver-1").returncode == 0
+    ready = phase_becomes(kube, tenant, "pii-redactor", "Ready")
+    assert ready["approvers"] == ["approver-1"]
+    assert ready["reviewStatus"] == "approved"
+    record = kube.get("pluginapproval", "pii-redactor-approver-1-approve", tenant)
+    assert record["status"]["phase"] == "InForce"
+
+
+def test_identity_is_stamped_not_typed(kube: Kube, tenant: str) -> None:
+    forged = plugin()
+    forged["metadata"]["annotations"] = {"wayang.io/requested-by": '{"username": "someone-else"}'}
+    kube.apply(forged, user="publisher-1", namespace=tenant)
+    stamped = kube.get("plugin", "pii-redactor", tenant)["metadata"]["annotations"][
+        "wayang.io/requested-by"
+    ]
+    assert json.loads(stamped)["username"] == "publisher-1"
+    result = approval(
+        kube, tenant, "pii-redactor", "approver-1", approver={"username": "cluster-admin"}
+    )
+    assert result.returncode == 0, result.stderr
+    record = kube.get("pluginapproval", "pii-redactor-approver-1-approve", tenant)
+    assert record["spec"]["approver"]["username"] == "approver-1"
+    assert (
+        json.loads(record["metadata"]["annotations"]["wayang.io/requested-by"])["username"]
+        == "approver-1"
+    )
+    edit = kube.run(
+        "annotate",
+        "plugin",
+        "pii-redactor",
+        "--overwrite",
+        'wayang.io/requested-by={"username": "x"}',
+        namespace=tenant,
+        check=False,
+    )
+    assert edit.returncode != 0
+    assert "cannot be changed" in edit.stderr
+
+
+def test_self_approval_is_refused_when_policy_forbids_it(kube: Kube, tenant: str) -> None:
+    kube.apply(plugin(), user="approver-1", namespace=tenant)
+    refused = approval(kube, tenant, "pii-redactor", "approver-1")
+    assert refused.returncode != 0
+    assert "may not approve it" in refused.stderr
+    set_policy(kube, tenant, {"approval": {"allowSelfApproval": True}})
+    assert approval(kube, tenant, "pii-redactor", "approver-1").returncode == 0
+    phase_becomes(kube, tenant, "pii-redactor", "Ready")
+
+
+def test_two_approvers_for_a_sensitive_capability(kube: Kube, tenant: str) -> None:
+    set_policy(
+        kube, tenant, {"approval": {"requirements": [{"capability": "network", "approvers": 2}]}}
+    )
+    kube.apply(plugin(capabilities=["network"]), user="publisher-1", namespace=tenant)
+    phase_becomes(kube, tenant, "pii-redactor", "AwaitingApproval")
+    approval(kube, tenant, "pii-redactor", "approver-1")
+    status = phase_becomes(kube, tenant, "pii-redactor", "AwaitingApproval")
+    assert "needs 2 distinct approver(s), has 1" in condition(status, "Approved")["message"]
+    approval(kube, tenant, "pii-redactor", "approver-2")
+    assert phase_becomes(kube, tenant, "pii-redactor", "Ready")["approvers"] == [
+        "approver-1",
+        "approver-2",
+    ]
+
+
+def test_digest_change_after_approval_and_revoke(kube: Kube, tenant: str) -> None:
+    kube.apply(plugin(), user="publisher-1", namespace=tenant)
+    wrong = approval(
+        kube, tenant, "pii-redactor", "approver-1", suffix="-wrong", digest="sha256:" + "00" * 32
+    )
+    assert wrong.returncode != 0
+    assert "exact artifact" in wrong.stderr
+    approval(kube, tenant, "pii-redactor", "approver-1")
+    phase_becomes(kube, tenant, "pii-redactor", "Ready")
+    swapped = plugin()
+    swapped["spec"]["implementation"]["digest"] = "sha256:" + "ab" * 32
+    kube.apply(swapped, user="publisher-1", namespace=tenant)
+    phase_becomes(kube, tenant, "pii-redactor", "AwaitingApproval")
+    assert (
+        kube.get("pluginapproval", "pii-redactor-approver-1-approve", tenant)["status"]["phase"]
+        == "Stale"
+    )
+    approval(kube, tenant, "pii-redactor", "approver-2")
+    phase_becomes(kube, tenant, "pii-redactor", "Ready")
+    approval(kube, tenant, "pii-redactor", "approver-1", "Revoke")
+    revoked = phase_becomes(kube, tenant, "pii-redactor", "Revoked")
+    assert revoked["reviewStatus"] == "revoked"
+    assert "revoked by approver-1" in condition(revoked, "Approved")["message"]
+
+
+def test_missing_dependency_waits_and_cycles_are_reported(kube: Kube, tenant: str) -> None:
+    kube.apply(
+        plugin("consumer", id="acme/consumer", requires=["text.redact"]),
+        user="publisher-1",
+        namespace=tenant,
+    )
+    approval(kube, tenant, "consumer", "approver-1")
+    waiting = phase_becomes(kube, tenant, "consumer", "Unresolved")
+    assert (
+        "requires text.redact: no active plugin"
+        in condition(waiting, "DependenciesResolved")["message"]
+    )
+    kube.apply(
+        plugin("provider", id="acme/provider", provides=["text.redact"]),
+        user="publisher-1",
+        namespace=tenant,
+    )
+    approval(kube, tenant, "provider", "approver-1")
+    phase_becomes(kube, tenant, "provider", "Ready")
+    phase_becomes(kube, tenant, "consumer", "Ready")
+    kube.apply(
+        plugin("a", id="acme/a", provides=["cap.a"], requires=["cap.b"]),
+        user="publisher-1",
+        namespace=tenant,
+    )
+    kube.apply(
+        plugin("b", id="acme/b", provides=["cap.b"], requires=["cap.a"]),
+        user="publisher-1",
+        namespace=tenant,
+    )
+    cycle = reason_becomes(kube, tenant, "a", "DependenciesResolved", "DependencyCycle")
+    assert "a -> b -> a" in cycle["message"]
+
+
+def test_bad_signature_and_unlisted_registry_are_refused(kube: Kube, tenant: str) -> None:
+    key = signing.generate(KeyAlgorithm.ED25519)
+    trusted = {
+        "name": "release",
+        "algorithm": "ed25519",
+        "publicKey": signing.public_pem(key).decode(),
+    }
+    set_policy(kube, tenant, {"signing": {"required": True, "trustedKeys": [trusted]}})
+    other = signing.generate(KeyAlgorithm.ED25519)
+    forged = plugin()
+    forged["spec"]["signature"] = signing.sign(
+        PluginDescriptor.model_validate(forged["spec"]), other, "release"
+    )
+    kube.apply(forged, user="publisher-1", namespace=tenant)
+    blocked = phase_becomes(kube, tenant, "pii-redactor", "Blocked")
+    assert condition(blocked, "SignatureVerified")["reason"] == "SignatureInvalid"
+    assert blocked["lastError"]["type"] == "SecurityError"
+    deadline = time.monotonic() + 15
+    while "SignatureInvalid" not in (events := kube.run("get", "events", namespace=tenant).stdout):
+        assert time.monotonic() < deadline, events
+        time.sleep(0.5)
+    assert "Blocked" in events
+    good = plugin()
+    good["spec"]["signature"] = signing.sign(
+        PluginDescriptor.model_validate(good["spec"]), key, "release"
+    )
+    kube.apply(good, user="publisher-1", namespace=tenant)
+    phase_becomes(kube, tenant, "pii-redactor", "AwaitingApproval")
+    set_policy(
+        kube,
+        tenant,
+        {
+            "signing": {"required": True, "trustedKeys": [trusted]},
+            "allowedRegistries": ["localhost/"],
+        },
+    )
+    registry = phase_becomes(kube, tenant, "pii-redactor", "Blocked")
+    assert condition(registry, "SignatureVerified")["reason"] == "RegistryNotAllowed"
+    assert "localhost/" in condition(registry, "SignatureVerified")["message"]
+
+
+def test_operator_restart_converges_without_duplicate_decisions(
+    kube: Kube, tenant: str, operator: Operator
+) -> None:
+    kube.apply(plugin(), user="publisher-1", namespace=tenant)
+    phase_becomes(kube, tenant, "pii-redactor", "AwaitingApproval")
+    operator.kill()
+    try:
+        # the operator is down: the webhook refuses (failurePolicy Fail) rather than admit unstamped
+        down = approval(kube, tenant, "pii-redactor", "approver-1")
+        assert down.returncode != 0
+    finally:
+        operator.start()
+    assert approval(kube, tenant, "pii-redactor", "approver-1").returncode == 0
+    phase_becomes(kube, tenant, "pii-redactor", "Ready")
+    operator.kill()
+    operator.start()
+    time.sleep(3)  # the restarted operator re-reads everything and must decide nothing new
+    assert kube.get("plugin", "pii-redactor", tenant)["status"]["phase"] == "Ready"
+    approvals = [
+        e
+        for e in operator.audit()
+        if e["eventType"] == "PLUGIN_APPROVED" and e["tenantId"] == tenant
+    ]
+    assert len(approvals) == 1, approvals
