@@ -54,7 +54,7 @@ def test_examples_cover_every_sandbox_level_and_implementation_type() -> None:
         "python",
         "jar",
     }
-    kinds = {yaml.safe_load(p.read_text())["kind"] for p in EXAMPLES.rglob("*.yaml")}
+    kinds = {d["kind"] for p in EXAMPLES.rglob("*.yaml") for d in yaml.safe_load_all(p.read_text())}
     assert {"PluginApproval", "PluginPolicy"} <= kinds
 
 
