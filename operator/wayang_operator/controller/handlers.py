@@ -35,15 +35,17 @@ def plugin_index(*, namespace: str | None, name: str, body: kopf.Body, **_: Any)
     if namespace is None:
         return {}
     meta = body.get("metadata", {})
+    spec = dict(body.get("spec", {}))
     return {
         (namespace, name): PluginSnapshot(
             namespace=namespace,
             name=name,
             uid=str(meta.get("uid", "")),
             generation=int(meta.get("generation", 0)),
-            spec=dict(body.get("spec", {})),
+            spec=spec,
             annotations=dict(meta.get("annotations") or {}),
             status=dict(body.get("status") or {}),
+            descriptor=PluginSnapshot.parse(spec),
         )
     }
 

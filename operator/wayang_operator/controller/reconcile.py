@@ -48,12 +48,14 @@ class PluginSnapshot:
     spec: dict[str, Any]
     annotations: dict[str, str]
     status: dict[str, Any]
+    descriptor: PluginDescriptor | None
+    """The parsed spec (None if it does not validate), parsed once when the object is indexed."""
 
-    @property
-    def descriptor(self) -> PluginDescriptor | None:
-        if check_model(PluginDescriptor, self.spec):
+    @classmethod
+    def parse(cls, spec: dict[str, Any]) -> PluginDescriptor | None:
+        if check_model(PluginDescriptor, spec):
             return None
-        return PluginDescriptor.model_validate(self.spec, by_alias=True, by_name=False)
+        return PluginDescriptor.model_validate(spec, by_alias=True, by_name=False)
 
     def condition(self, kind: ConditionType) -> str | None:
         for condition in self.status.get("conditions") or []:
@@ -95,13 +97,15 @@ def facts_for(snapshot: PluginSnapshot, indexes: Indexes, wayang_version: str | 
     policies = [p for values in indexes.policies.values() for p in values]
     neighbours = []
     active = []
-    for other in indexes.namespace_plugins(snapshot.namespace):
-        descriptor = other.descriptor if other.name != snapshot.name else None
-        if descriptor is None:
-            continue
-        neighbours.append(Candidate(other.name, descriptor))
-        if other.active:
-            active.append(Candidate(other.name, descriptor))
+    # A plugin that depends on nothing needs no neighbours (it cannot be in a cycle either), which
+    # keeps the common reconcile independent of how many plugins share the namespace.
+    if snapshot.descriptor and (snapshot.descriptor.requires or snapshot.descriptor.dependencies):
+        for other in indexes.namespace_plugins(snapshot.namespace):
+            if other.descriptor is None or other.name == snapshot.name:
+                continue
+            neighbours.append(Candidate(other.name, other.descriptor))
+            if other.active:
+                active.append(Candidate(other.name, other.descriptor))
     previous = [Condition.model_validate(c) for c in snapshot.status.get("conditions") or []]
     return Facts(
         name=snapshot.name,
