@@ -54,6 +54,7 @@ demo: $(STAMP) ## The main job: install, then validate the examples
 bench: $(STAMP) ## Benchmarks with ratios against same-run baselines (COLD=1 adds a cold Go build)
 	@$(BIN)/python tests/bench/bench_validate.py
 	@$(BIN)/python -m e2e.localcluster.bench $(if $(COLD),--cold)
+	@$(BIN)/python -m e2e.bench_operator
 
 clean: ## Remove the virtualenv and tool caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .cluster

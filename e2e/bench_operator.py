@@ -1,0 +1,166 @@
+"""Benchmark: N Plugins under an auto-approval policy, from creation until every one is Ready.
+
+Baseline, measured in the same run on the same control plane with the operator stopped: create
+the same N objects and write one status patch each with a plain client (the API server's own
+write cost for what the operator must at least do). The ratio is operator time / baseline time.
+The operator's peak resident memory (VmHWM) is read from /proc after each run; a fresh operator
+process serves each N, so peaks at 100 and 1,000 plugins can be compared.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client, config
+
+from e2e.localcluster.cluster import Layout, down, up
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZES = (100, 1000)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def plugin(name: str) -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load(
+        (ROOT / "examples/plugins/pii-redactor-wasm.yaml").read_text()
+    )
+    document["metadata"] = {"name": name}
+    document["spec"]["enabled"] = True
+    return document
+
+
+def create_all(api: client.CustomObjectsApi, namespace: str, count: int) -> None:
+    for index in range(count):
+        api.create_namespaced_custom_object(
+            "wayang.io", "v1alpha1", namespace, "plugins", plugin(f"p{index}")
+        )
+
+
+def baseline(api: client.CustomObjectsApi, core: client.CoreV1Api, count: int) -> float:
+    namespace = f"base-{count}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    started = time.monotonic()
+    create_all(api, namespace, count)
+    for index in range(count):
+        api.patch_namespaced_custom_object_status(
+            "wayang.io",
+            "v1alpha1",
+            namespace,
+            "plugins",
+            f"p{index}",
+            {"status": {"phase": "Ready"}},
+        )
+    took = time.monotonic() - started
+    api.delete_collection_namespaced_custom_object("wayang.io", "v1alpha1", namespace, "plugins")
+    return took
+
+
+def ready_count(api: client.CustomObjectsApi, namespace: str) -> int:
+    listing: Any = api.list_namespaced_custom_object("wayang.io", "v1alpha1", namespace, "plugins")
+    items: list[dict[str, Any]] = listing["items"]
+    return sum(1 for item in items if (item.get("status") or {}).get("phase") == "Ready")
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def with_operator(
+    kubeconfig: Path, folder: Path, api: client.CustomObjectsApi, core: client.CoreV1Api, count: int
+) -> tuple[float, float]:
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(kubeconfig),
+        "WAYANG_STANDALONE": "true",
+        "WAYANG_WEBHOOK_PORT": str(_free_port()),
+        "WAYANG_METRICS_PORT": str(_free_port()),
+        "WAYANG_LIVENESS_PORT": str(_free_port()),
+        "WAYANG_WEBHOOK_CERT_DIR": str(folder / "webhook"),
+    }
+    log = (folder / f"operator-{count}.log").open("wb")
+    operator = subprocess.Popen(
+        [str(Path(sys.executable).parent / "wayang-operator")],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        time.sleep(5)  # indexes filled, webhooks configured
+        namespace = f"op-{count}"
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+        started = time.monotonic()
+        create_all(api, namespace, count)
+        while ready_count(api, namespace) < count:
+            if time.monotonic() - started > 600:
+                raise RuntimeError(f"not all {count} plugins Ready after 600 s; see {log.name}")
+            time.sleep(0.5)
+        return time.monotonic() - started, peak_rss_mib(operator.pid)
+    finally:
+        os.killpg(operator.pid, signal.SIGTERM)
+        operator.wait(30)
+        log.close()
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="wayang-bench-operator-") as name:
+        folder = Path(name)
+        layout = Layout(folder / "cluster")
+        cluster = up(layout)
+        try:
+            config.load_kube_config(str(layout.kubeconfig))  # type: ignore[no-untyped-call]
+            api, core = client.CustomObjectsApi(), client.CoreV1Api()
+            cluster.run_kubectl("apply", "-f", str(ROOT / "crds"))
+            cluster.run_kubectl("wait", "--for=condition=Established", "crd", "--all")
+            cluster.run_kubectl(
+                "apply",
+                "-f",
+                "-",
+                stdin=yaml.safe_dump(
+                    {
+                        "apiVersion": "wayang.io/v1alpha1",
+                        "kind": "PluginPolicy",
+                        "metadata": {"name": "bench"},
+                        "spec": {
+                            "signing": {"required": False},
+                            "scan": {"required": False},
+                            "approval": {
+                                "autoApprove": [{"name": "everything", "expression": "true"}]
+                            },
+                        },
+                    }
+                ),
+            )
+            print("plugins to Ready with auto-approval")
+            print("(baseline: create + one status patch each with a plain client, same cluster)")
+            for count in SIZES:
+                base = baseline(api, core, count)
+                took, peak = with_operator(layout.kubeconfig, folder, api, core, count)
+                print(
+                    f"  {count:5} plugins: baseline {base:6.1f} s   operator {took:6.1f} s   "
+                    f"x{took / base:.2f}   operator peak RSS {peak:6.1f} MiB"
+                )
+        finally:
+            down(layout)
+
+
+if __name__ == "__main__":
+    main()
