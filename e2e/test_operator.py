@@ -419,3 +419,14 @@ def test_operator_restart_converges_without_duplicate_decisions(
         if e["eventType"] == "PLUGIN_APPROVED" and e["tenantId"] == tenant
     ]
     assert len(approvals) == 1, approvals
+
+
+def test_a_broken_plugin_is_invalid_and_the_operator_carries_on(kube: Kube, tenant: str) -> None:
+    # schema-valid for the API server (it cannot type a port's schema), broken for the contract
+    broken = plugin("broken", inputs=[{"name": "text", "schema": 5}, {"name": "text", "schema": {}}])
+    kube.apply(broken, user="publisher-1", namespace=tenant)
+    invalid = phase_becomes(kube, tenant, "broken", "Invalid")
+    assert invalid["lastError"]["type"] == "ValidationError"
+    assert "spec.inputs[0].schema" in condition(invalid, "Validated")["message"]
+    kube.apply(plugin(), user="publisher-1", namespace=tenant)
+    phase_becomes(kube, tenant, "pii-redactor", "AwaitingApproval")
