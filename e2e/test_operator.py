@@ -423,7 +423,8 @@ def test_operator_restart_converges_without_duplicate_decisions(
 
 def test_a_broken_plugin_is_invalid_and_the_operator_carries_on(kube: Kube, tenant: str) -> None:
     # schema-valid for the API server (it cannot type a port's schema), broken for the contract
-    broken = plugin("broken", inputs=[{"name": "text", "schema": 5}, {"name": "text", "schema": {}}])
+    inputs = [{"name": "text", "schema": 5}, {"name": "text", "schema": {}}]
+    broken = plugin("broken", inputs=inputs)
     kube.apply(broken, user="publisher-1", namespace=tenant)
     invalid = phase_becomes(kube, tenant, "broken", "Invalid")
     assert invalid["lastError"]["type"] == "ValidationError"
