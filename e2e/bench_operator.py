@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,17 +21,10 @@ from typing import Any
 import yaml
 from kubernetes import client, config
 
-from e2e.localcluster.cluster import Layout, down, up
+from e2e.localcluster.cluster import Layout, down, free_port, up
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = (100, 1000)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def plugin(name: str) -> dict[str, Any]:
@@ -90,9 +82,9 @@ def with_operator(
         **os.environ,
         "KUBECONFIG": str(kubeconfig),
         "WAYANG_STANDALONE": "true",
-        "WAYANG_WEBHOOK_PORT": str(_free_port()),
-        "WAYANG_METRICS_PORT": str(_free_port()),
-        "WAYANG_LIVENESS_PORT": str(_free_port()),
+        "WAYANG_WEBHOOK_PORT": str(free_port()),
+        "WAYANG_METRICS_PORT": str(free_port()),
+        "WAYANG_LIVENESS_PORT": str(free_port()),
         "WAYANG_WEBHOOK_CERT_DIR": str(folder / "webhook"),
     }
     log = (folder / f"operator-{count}.log").open("wb")

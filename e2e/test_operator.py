@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,19 +25,13 @@ import pytest
 import yaml
 
 from e2e.conftest import ROOT, Kube
+from e2e.localcluster.cluster import free_port
 from wayang_operator.api.descriptor import PluginDescriptor
 from wayang_operator.api.resources import KeyAlgorithm
 from wayang_operator.core import signing
 
 EXAMPLE = ROOT / "examples" / "plugins" / "pii-redactor-wasm.yaml"
 WEBHOOK_CONFIGURATION = "wayang-e2e.wayang.io"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class Operator:
@@ -50,7 +43,7 @@ class Operator:
         self.process: subprocess.Popen[bytes] | None = None
         self.runs = 0
         # the same ports on every start, so the webhook configuration stays valid across restarts
-        self.ports = {name: _free_port() for name in ("WEBHOOK", "METRICS", "LIVENESS")}
+        self.ports = {name: free_port() for name in ("WEBHOOK", "METRICS", "LIVENESS")}
 
     def log(self, run: int) -> Path:
         return self.folder / f"operator-{run}.log"

@@ -100,7 +100,8 @@ def default_layout() -> Layout:
     return Layout(Path(__file__).resolve().parents[2] / ".cluster")
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on loopback that is free right now (the caller binds it soon after)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
@@ -301,7 +302,7 @@ def up(layout: Layout | None = None) -> Cluster:
     sa = service_account_keys(layout.pki)
     admin = authority.client(ADMIN)
     kubelet_client = authority.client(KUBELET_CLIENT)
-    ports = {name: _free_port() for name in ("etcd", "etcd-peer", "apiserver", "kcm", "scheduler")}
+    ports = {name: free_port() for name in ("etcd", "etcd-peer", "apiserver", "kcm", "scheduler")}
     server = f"https://127.0.0.1:{ports['apiserver']}"
 
     etcd_url = f"http://127.0.0.1:{ports['etcd']}"

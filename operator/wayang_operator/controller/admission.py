@@ -22,8 +22,7 @@ import kopf
 from ..api.resources import Decision
 from ..core.approval import REQUESTER_ANNOTATION, Requester
 from ..core.policy import applicable
-from .handlers import APPROVALS, PLUGINS
-from .reconcile import Indexes
+from .handlers import APPROVALS, PLUGINS, indexes_from
 
 
 def _identity(userinfo: kopf.UserInfo) -> dict[str, Any]:
@@ -91,12 +90,7 @@ def check_approval(
                 "spec is immutable: create a new PluginApproval instead", code=403
             )
         return
-    indexes = Indexes(
-        plugins=kwargs["plugin_index"],
-        approvals=kwargs["approval_index"],
-        policies=kwargs["policy_index"],
-        namespaces=kwargs["namespace_index"],
-    )
+    indexes = indexes_from(kwargs)
     spec = body.get("spec", {})
     plugin = indexes.plugin(namespace or "", str(spec.get("plugin", "")))
     if plugin is None:

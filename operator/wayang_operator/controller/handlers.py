@@ -81,7 +81,8 @@ def namespace_index(*, name: str, labels: kopf.Labels, **_: Any) -> object:
     return {name: dict(labels)}
 
 
-def _indexes(kwargs: dict[str, Any]) -> Indexes:
+def indexes_from(kwargs: dict[str, Any]) -> Indexes:
+    """The indexes kopf passes to every handler (by the index functions' names)."""
     return Indexes(
         plugins=kwargs["plugin_index"],
         approvals=kwargs["approval_index"],
@@ -134,7 +135,7 @@ async def plugin_changed(*, namespace: str | None, name: str, type: str, **kwarg
     """
     if namespace is None:
         return
-    indexes = _indexes(kwargs)
+    indexes = indexes_from(kwargs)
     key = (namespace, name)
     if type == "DELETED":
         metrics.observe_phase(namespace, name, None)
@@ -155,16 +156,16 @@ async def plugin_changed(*, namespace: str | None, name: str, type: str, **kwarg
 async def approval_changed(*, namespace: str | None, spec: kopf.Spec, **kwargs: Any) -> None:
     plugin = spec.get("plugin")
     if plugin and namespace:
-        await _reconcile(_indexes(kwargs), namespace, str(plugin))
+        await _reconcile(indexes_from(kwargs), namespace, str(plugin))
 
 
 @kopf.on.event(*POLICIES)
 async def policy_changed(**kwargs: Any) -> None:
-    indexes = _indexes(kwargs)
+    indexes = indexes_from(kwargs)
     await _reconcile_many(indexes, [key for key in indexes.plugins if isinstance(key, tuple)])
 
 
 @kopf.on.event("", "v1", "namespaces")
 async def namespace_changed(*, name: str, **kwargs: Any) -> None:
-    indexes = _indexes(kwargs)
+    indexes = indexes_from(kwargs)
     await _reconcile_many(indexes, [(name, p.name) for p in indexes.namespace_plugins(name)])
