@@ -19,6 +19,9 @@ class OperatorSettings(BaseSettings):
 
     namespaces: list[str] = Field(default_factory=list)
     """Namespaces to govern; empty means the whole cluster (WAYANG_NAMESPACES='["a","b"]')."""
+    watch_namespaces: bool = True
+    """Watch namespaces so policies can select them by label (needs cluster-wide read on
+    namespaces); false for operators with namespaced RBAC only."""
     wayang_version: str | None = None
     """Version of the Wayang engine the plugins will run in, for spec.wayangVersion checks."""
     peering: str = "wayang-operator"

@@ -6,7 +6,8 @@ them. What is affected is computed from the indexes, so nothing polls:
   in the namespace that require something;
 - a PluginApproval re-evaluates the plugin it names;
 - a PluginPolicy re-evaluates every plugin (policies are few and change rarely);
-- a namespace's labels re-evaluate its plugins (policies select namespaces by label).
+- a namespace's labels re-evaluate its plugins (policies select namespaces by label; see
+  `namespaces.py`, registered only when the settings allow watching namespaces).
 """
 
 from __future__ import annotations
@@ -76,18 +77,13 @@ def policy_index(*, name: str, body: kopf.Body, **_: Any) -> object:
     return {None: NamedPolicy(name, spec)}
 
 
-@kopf.index("", "v1", "namespaces")
-def namespace_index(*, name: str, labels: kopf.Labels, **_: Any) -> object:
-    return {name: dict(labels)}
-
-
 def indexes_from(kwargs: dict[str, Any]) -> Indexes:
     """The indexes kopf passes to every handler (by the index functions' names)."""
     return Indexes(
         plugins=kwargs["plugin_index"],
         approvals=kwargs["approval_index"],
         policies=kwargs["policy_index"],
-        namespaces=kwargs["namespace_index"],
+        namespaces=kwargs.get("namespace_index", {}),
     )
 
 
@@ -107,7 +103,7 @@ async def _reconcile(indexes: Indexes, namespace: str, name: str) -> None:
         logger.exception("reconciling %s/%s failed; its next event retries it", namespace, name)
 
 
-async def _reconcile_many(indexes: Indexes, keys: list[tuple[str, str]]) -> None:
+async def reconcile_many(indexes: Indexes, keys: list[tuple[str, str]]) -> None:
     for namespace, name in keys:
         await _reconcile(indexes, namespace, name)
 
@@ -140,7 +136,7 @@ async def plugin_changed(*, namespace: str | None, name: str, type: str, **kwarg
     if type == "DELETED":
         metrics.observe_phase(namespace, name, None)
         _seen.pop(key, None)
-        await _reconcile_many(indexes, _dependants(indexes, namespace, name))
+        await reconcile_many(indexes, _dependants(indexes, namespace, name))
         return
     await _reconcile(indexes, namespace, name)
     snapshot = indexes.plugin(namespace, name)
@@ -148,7 +144,7 @@ async def plugin_changed(*, namespace: str | None, name: str, type: str, **kwarg
         return
     now = (snapshot.active, snapshot.generation)
     if _seen.get(key) != now:
-        await _reconcile_many(indexes, _dependants(indexes, namespace, name))
+        await reconcile_many(indexes, _dependants(indexes, namespace, name))
     _seen[key] = now
 
 
@@ -162,10 +158,4 @@ async def approval_changed(*, namespace: str | None, spec: kopf.Spec, **kwargs: 
 @kopf.on.event(*POLICIES)
 async def policy_changed(**kwargs: Any) -> None:
     indexes = indexes_from(kwargs)
-    await _reconcile_many(indexes, [key for key in indexes.plugins if isinstance(key, tuple)])
-
-
-@kopf.on.event("", "v1", "namespaces")
-async def namespace_changed(*, name: str, **kwargs: Any) -> None:
-    indexes = indexes_from(kwargs)
-    await _reconcile_many(indexes, [(name, p.name) for p in indexes.namespace_plugins(name)])
+    await reconcile_many(indexes, [key for key in indexes.plugins if isinstance(key, tuple)])

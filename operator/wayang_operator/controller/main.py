@@ -15,7 +15,7 @@ from prometheus_client import start_http_server
 
 from ..kube import load_configuration
 from ..settings import OperatorSettings
-from . import admission, handlers  # noqa: F401 - importing registers the handlers
+from . import admission, handlers, namespaces  # noqa: F401 - importing registers the handlers
 from .certs import ensure_certificate
 from .runtime import RUNTIME
 
@@ -43,6 +43,8 @@ def main() -> None:
     settings = OperatorSettings()
     RUNTIME.settings = settings
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if settings.watch_namespaces:
+        namespaces.register()
     load_configuration()
     start_http_server(settings.metrics_port)
     kopf.run(
