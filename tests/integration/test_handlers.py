@@ -24,6 +24,7 @@ from tests import documents as d
 from wayang_operator.controller import handlers  # noqa: F401 - importing registers the handlers
 from wayang_operator.controller.runtime import RUNTIME
 from wayang_operator.core.approval import REQUESTER_ANNOTATION
+from wayang_operator.settings import OperatorSettings
 
 SERVER: list[str] = []
 
@@ -55,6 +56,7 @@ async def cluster(kmock: kmock.KubernetesEmulator) -> AsyncIterator[kmock.Kubern
     configuration.host = SERVER[-1]
     kubernetes.client.Configuration.set_default(configuration)
     RUNTIME._api = None
+    RUNTIME.settings = OperatorSettings(watch_namespaces=False)
     stop = asyncio.Event()
     task = asyncio.create_task(kopf.operator(standalone=True, clusterwide=True, stop_flag=stop))
     try:

@@ -29,6 +29,8 @@ logger = logging.getLogger("wayang.handlers")
 PLUGINS = ("wayang.io", "v1alpha1", "plugins")
 APPROVALS = ("wayang.io", "v1alpha1", "pluginapprovals")
 POLICIES = ("wayang.io", "v1alpha1", "pluginpolicies")
+NAMESPACE_INDEX = "namespace_index"
+"""The index of namespace labels (controller/namespaces.py), when namespaces are watched."""
 
 
 @kopf.index(*PLUGINS)
@@ -83,7 +85,8 @@ def indexes_from(kwargs: dict[str, Any]) -> Indexes:
         plugins=kwargs["plugin_index"],
         approvals=kwargs["approval_index"],
         policies=kwargs["policy_index"],
-        namespaces=kwargs.get("namespace_index", {}),
+        # a missing index is an error unless namespace watching is switched off
+        namespaces=kwargs[NAMESPACE_INDEX] if RUNTIME.settings.watch_namespaces else {},
     )
 
 
