@@ -239,6 +239,7 @@ def test_identity_is_stamped_not_typed(kube: Kube, tenant: str) -> None:
         "wayang.io/requested-by"
     ]
     assert json.loads(stamped)["username"] == "publisher-1"
+    assert len(json.loads(stamped)["admissionUid"]) == 36, "the admission request's uid"
     result = approval(
         kube, tenant, "pii-redactor", "approver-1", approver={"username": "cluster-admin"}
     )

@@ -1,9 +1,9 @@
 """Admission webhooks: identity that cannot be forged, and approvals that cannot lie.
 
 - Mutating, on create of a Plugin or a PluginApproval: the requester's identity from the admission
-  request (userInfo: username, uid, groups) is written into the annotation
-  `wayang.io/requested-by`, overwriting whatever the manifest said; for an approval it also becomes
-  `spec.approver`, which the printer column shows.
+  request (userInfo: username, uid, groups) and the request's own uid are written into the
+  annotation `wayang.io/requested-by`, overwriting whatever the manifest said; for an approval
+  the identity also becomes `spec.approver`, which the printer column shows.
 - Validating: nobody may change that annotation afterwards; an approval must name the plugin's
   current id, version and digest; the publisher may not approve their own plugin where a policy
   forbids it; an approval's spec never changes (the CRD's CEL rule says so too).
@@ -23,6 +23,7 @@ from ..api.resources import Decision
 from ..core.approval import REQUESTER_ANNOTATION, Requester
 from ..core.policy import applicable
 from .handlers import APPROVALS, PLUGINS, indexes_from
+from .webhook_server import ADMISSION_UID
 
 
 def _identity(userinfo: kopf.UserInfo) -> dict[str, Any]:
@@ -33,12 +34,15 @@ def _identity(userinfo: kopf.UserInfo) -> dict[str, Any]:
     }
 
 
+def _stamp_value(userinfo: kopf.UserInfo) -> str:
+    """The annotation: the identity plus the uid of the admission request that created it."""
+    return json.dumps({**_identity(userinfo), "admissionUid": ADMISSION_UID.get()}, sort_keys=True)
+
+
 def _stamp(patch: kopf.Patch, userinfo: kopf.UserInfo) -> dict[str, Any]:
-    identity = _identity(userinfo)
-    patch.setdefault("metadata", {}).setdefault("annotations", {})[REQUESTER_ANNOTATION] = (
-        json.dumps(identity, sort_keys=True)
-    )
-    return identity
+    annotations = patch.setdefault("metadata", {}).setdefault("annotations", {})
+    annotations[REQUESTER_ANNOTATION] = _stamp_value(userinfo)
+    return _identity(userinfo)
 
 
 @kopf.on.mutate(*PLUGINS, operations=["CREATE"], id="stamp-publisher")

@@ -18,13 +18,14 @@ from ..settings import OperatorSettings
 from . import admission, handlers, namespaces  # noqa: F401 - importing registers the handlers
 from .certs import ensure_certificate
 from .runtime import RUNTIME
+from .webhook_server import WebhookServer
 
 
 @kopf.on.startup()
 def configure(*, settings: kopf.OperatorSettings, **_: Any) -> None:
     ours = RUNTIME.settings
     cert, key = ensure_certificate(ours.webhook_cert_dir, ours.webhook_host)
-    settings.admission.server = kopf.WebhookServer(
+    settings.admission.server = WebhookServer(
         addr=ours.webhook_listen,
         port=ours.webhook_port,
         host=ours.webhook_host,
