@@ -425,3 +425,19 @@ def test_a_broken_plugin_is_invalid_and_the_operator_carries_on(kube: Kube, tena
     assert "spec.inputs[0].schema" in condition(invalid, "Validated")["message"]
     kube.apply(plugin(), user="publisher-1", namespace=tenant)
     phase_becomes(kube, tenant, "pii-redactor", "AwaitingApproval")
+
+
+def test_metrics_and_liveness_are_served(kube: Kube, tenant: str, operator: Operator) -> None:
+    kube.apply(plugin(), user="publisher-1", namespace=tenant)
+    phase_becomes(kube, tenant, "pii-redactor", "AwaitingApproval")
+    url = f"http://127.0.0.1:{operator.ports['METRICS']}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    for series in (
+        'wayang_plugins{phase="AwaitingApproval"}',
+        "wayang_reconcile_duration_seconds_count",
+        "wayang_decisions_total",
+    ):
+        assert series in text, series
+    assert tenant not in text, "no namespace or plugin names in label values"
+    assert operator._alive()
