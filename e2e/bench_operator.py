@@ -9,10 +9,6 @@ process serves each N, so peaks at 100 and 1,000 plugins can be compared.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,7 +17,9 @@ from typing import Any
 import yaml
 from kubernetes import client, config
 
-from e2e.localcluster.cluster import Layout, down, free_port, up
+from e2e.conftest import Kube
+from e2e.localcluster.cluster import CLUSTER_NAME, Layout, down, up
+from e2e.operator_process import Operator
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = (100, 1000)
@@ -76,40 +74,23 @@ def peak_rss_mib(pid: int) -> float:
 
 
 def with_operator(
-    kubeconfig: Path, folder: Path, api: client.CustomObjectsApi, core: client.CoreV1Api, count: int
+    operator: Operator, api: client.CustomObjectsApi, core: client.CoreV1Api, count: int
 ) -> tuple[float, float]:
-    env = {
-        **os.environ,
-        "KUBECONFIG": str(kubeconfig),
-        "WAYANG_STANDALONE": "true",
-        "WAYANG_WEBHOOK_PORT": str(free_port()),
-        "WAYANG_METRICS_PORT": str(free_port()),
-        "WAYANG_LIVENESS_PORT": str(free_port()),
-        "WAYANG_WEBHOOK_CERT_DIR": str(folder / "webhook"),
-    }
-    log = (folder / f"operator-{count}.log").open("wb")
-    operator = subprocess.Popen(
-        [str(Path(sys.executable).parent / "wayang-operator")],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    """Seconds until `count` new plugins are all Ready, and the operator's peak RSS (MiB)."""
+    operator.start()
     try:
-        time.sleep(5)  # indexes filled, webhooks configured
         namespace = f"op-{count}"
         core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
         started = time.monotonic()
         create_all(api, namespace, count)
         while ready_count(api, namespace) < count:
             if time.monotonic() - started > 600:
-                raise RuntimeError(f"not all {count} plugins Ready after 600 s; see {log.name}")
+                raise RuntimeError(f"not all {count} plugins Ready after 600 s")
             time.sleep(0.5)
-        return time.monotonic() - started, peak_rss_mib(operator.pid)
+        assert operator.process is not None
+        return time.monotonic() - started, peak_rss_mib(operator.process.pid)
     finally:
-        os.killpg(operator.pid, signal.SIGTERM)
-        operator.wait(30)
-        log.close()
+        operator.kill()
 
 
 def main() -> None:
@@ -143,9 +124,11 @@ def main() -> None:
             )
             print("plugins to Ready with auto-approval")
             print("(baseline: create + one status patch each with a plain client, same cluster)")
+            kube = Kube(str(cluster.kubectl), layout.kubeconfig, CLUSTER_NAME)
+            operator = Operator(kube, folder)  # one instance: its ports stay valid across runs
             for count in SIZES:
                 base = baseline(api, core, count)
-                took, peak = with_operator(layout.kubeconfig, folder, api, core, count)
+                took, peak = with_operator(operator, api, core, count)
                 print(
                     f"  {count:5} plugins: baseline {base:6.1f} s   operator {took:6.1f} s   "
                     f"x{took / base:.2f}   operator peak RSS {peak:6.1f} MiB"

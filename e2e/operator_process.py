@@ -1,0 +1,88 @@
+"""A `wayang-operator` process for the e2e tests and the benchmark: started with its own ports
+and certificate folder, killable and restartable mid-test, its audit lines readable from its logs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from e2e.conftest import Kube
+from e2e.localcluster.cluster import free_port
+
+WEBHOOK_CONFIGURATION = "wayang-e2e.wayang.io"
+
+
+class Operator:
+    """A `wayang-operator` process; can be killed and started again mid-test."""
+
+    def __init__(self, kube: Kube, folder: Path) -> None:
+        self.kube = kube
+        self.folder = folder
+        self.process: subprocess.Popen[bytes] | None = None
+        self.runs = 0
+        # the same ports on every start, so the webhook configuration stays valid across restarts
+        self.ports = {name: free_port() for name in ("WEBHOOK", "METRICS", "LIVENESS")}
+
+    def log(self, run: int) -> Path:
+        return self.folder / f"operator-{run}.log"
+
+    def start(self) -> None:
+        self.runs += 1
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kube.kubeconfig),
+            "WAYANG_STANDALONE": "true",
+            **{f"WAYANG_{name}_PORT": str(port) for name, port in self.ports.items()},
+            "WAYANG_WEBHOOK_CERT_DIR": str(self.folder / "webhook"),
+            "WAYANG_WEBHOOK_CONFIGURATION": WEBHOOK_CONFIGURATION,
+        }
+        with self.log(self.runs).open("wb") as log:
+            self.process = subprocess.Popen(
+                [str(Path(sys.executable).parent / "wayang-operator")],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.log(self.runs).read_text()[-3000:]
+            configured = self.kube.run(
+                "get", "validatingwebhookconfiguration", WEBHOOK_CONFIGURATION, check=False
+            )
+            if configured.returncode == 0 and self._alive():
+                time.sleep(1)  # the webhook server starts with the configuration
+                return
+            time.sleep(0.3)
+        raise AssertionError(
+            "the operator did not come up:\n" + self.log(self.runs).read_text()[-3000:]
+        )
+
+    def _alive(self) -> bool:
+        with contextlib.suppress(OSError):
+            url = f"http://127.0.0.1:{self.ports['LIVENESS']}/healthz"
+            with urllib.request.urlopen(url, timeout=2) as r:
+                return bool(r.status == 200)
+        return False
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def audit(self) -> list[dict[str, Any]]:
+        entries = []
+        for run in range(1, self.runs + 1):
+            for line in self.log(run).read_text().splitlines():
+                if " wayang.audit " in line:
+                    entries.append(json.loads(line.split(" wayang.audit ", 1)[1]))
+        return entries
