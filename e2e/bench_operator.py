@@ -90,7 +90,7 @@ def with_operator(
         assert operator.process is not None
         return time.monotonic() - started, peak_rss_mib(operator.process.pid)
     finally:
-        operator.kill()
+        operator.stop()
 
 
 def main() -> None:

@@ -74,7 +74,17 @@ class Operator:
                 return bool(r.status == 200)
         return False
 
+    def stop(self) -> None:
+        """A graceful stop (SIGTERM): kopf removes its managed webhook configuration on exit."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
     def kill(self) -> None:
+        """A crash (SIGKILL): nothing is cleaned up, as after a node failure."""
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
