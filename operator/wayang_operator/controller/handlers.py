@@ -21,7 +21,7 @@ from .. import metrics
 from ..api.resources import PluginApprovalSpec, PluginPolicySpec
 from ..core.approval import ApprovalRecord, Requester
 from ..core.policy import NamedPolicy
-from .reconcile import Indexes, PluginSnapshot, reconcile
+from .reconcile import Indexes, PluginSnapshot, forget, reconcile
 from .runtime import RUNTIME
 
 logger = logging.getLogger("wayang.handlers")
@@ -139,6 +139,7 @@ async def plugin_changed(*, namespace: str | None, name: str, type: str, **kwarg
     if type == "DELETED":
         metrics.observe_phase(namespace, name, None)
         _seen.pop(key, None)
+        forget(namespace, name)
         await reconcile_many(indexes, _dependants(indexes, namespace, name))
         return
     await _reconcile(indexes, namespace, name)

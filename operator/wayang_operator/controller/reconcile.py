@@ -32,7 +32,7 @@ from ..core.dependencies import Candidate
 from ..core.pipeline import Evaluation, Facts, evaluate
 from ..core.policy import NamedPolicy, applicable
 from ..kube import KubeApi
-from ..manifests.validate import check_model
+from ..manifests.validate import parse_model
 
 logger = logging.getLogger("wayang.reconcile")
 
@@ -53,9 +53,7 @@ class PluginSnapshot:
 
     @classmethod
     def parse(cls, spec: dict[str, Any]) -> PluginDescriptor | None:
-        if check_model(PluginDescriptor, spec):
-            return None
-        return PluginDescriptor.model_validate(spec, by_alias=True, by_name=False)
+        return parse_model(PluginDescriptor, spec)[0]
 
     def condition(self, kind: ConditionType) -> str | None:
         for condition in self.status.get("conditions") or []:
@@ -86,6 +84,11 @@ class Indexes:
 
 
 _locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+
+def forget(namespace: str, name: str) -> None:
+    """Drop what is kept per plugin once it is deleted (its lock), so memory follows the cluster."""
+    _locks.pop((namespace, name), None)
 
 
 def _now() -> str:

@@ -19,7 +19,7 @@ from ..api.errors import ErrorPayload, ErrorType, SuggestedAction
 from ..api.meta import Condition, ConditionStatus
 from ..api.resources import ConditionType, PluginPhase, ReviewStatus
 from ..api.scan import ScanSummary
-from ..manifests.validate import check_model, format_path
+from ..manifests.validate import format_path, parse_model
 from . import contract, signing
 from .approval import ApprovalOutcome, ApprovalRecord, ApprovalState, Artifact, Requester, decide
 from .dependencies import Candidate, resolve
@@ -105,13 +105,12 @@ class Evaluation:
 
 
 def _validated(facts: Facts) -> tuple[Gate, PluginDescriptor | None]:
-    problems = check_model(PluginDescriptor, facts.spec)
-    if problems:
+    spec, problems = parse_model(PluginDescriptor, facts.spec)
+    if spec is None:
         text = "; ".join(f"spec.{format_path(path)}: {message}" for path, message in problems)
         return Gate(
             ConditionType.VALIDATED, False, Reason.INVALID_SPEC, text, ErrorType.VALIDATION_ERROR
         ), None
-    spec = PluginDescriptor.model_validate(facts.spec, by_alias=True, by_name=False)
     broken = contract.check(spec)
     if broken:
         text = "; ".join(str(problem) for problem in broken)

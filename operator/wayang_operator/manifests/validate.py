@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
@@ -160,13 +160,20 @@ def _document_problems(api_version: Any, kind: Any, data: dict[str, Any]) -> lis
     return check_model(info.model, data)
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_model(model: type[M], data: Any) -> tuple[M | None, list[tuple[Path, str]]]:
+    """Validate `data` (wire names only) once: the model, or None and the problems by field."""
+    try:
+        return model.model_validate(data, by_alias=True, by_name=False), []
+    except ValidationError as error:
+        return None, _explain(error.errors(include_url=False), model)
+
+
 def check_model(model: type[BaseModel], data: Any) -> list[tuple[Path, str]]:
     """Validate `data` (wire names only) against `model`; problems as (field path, message)."""
-    try:
-        model.model_validate(data, by_alias=True, by_name=False)
-    except ValidationError as error:
-        return _explain(error.errors(include_url=False), model)
-    return []
+    return parse_model(model, data)[1]
 
 
 _BUILTIN_TAGS = frozenset({"str", "int", "float", "bool", "dict", "list", "none", "tagged-union"})
