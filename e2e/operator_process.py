@@ -24,13 +24,27 @@ WEBHOOK_CONFIGURATION = "wayang-e2e.wayang.io"
 class Operator:
     """A `wayang-operator` process; can be killed and started again mid-test."""
 
-    def __init__(self, kube: Kube, folder: Path) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        folder: Path,
+        *,
+        webhook_port: int | None = None,
+        cert_dir: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """Replicas share `webhook_port` (kopf binds it with SO_REUSEPORT, so the kernel spreads
+        the API server's requests over them like a Service would) and `cert_dir`; a replica runs
+        with peering (`WAYANG_STANDALONE=false` in `env`)."""
         self.kube = kube
         self.folder = folder
         self.process: subprocess.Popen[bytes] | None = None
         self.runs = 0
         # the same ports on every start, so the webhook configuration stays valid across restarts
-        self.ports = {name: free_port() for name in ("WEBHOOK", "METRICS", "LIVENESS")}
+        self.ports = {name: free_port() for name in ("METRICS", "LIVENESS")}
+        self.ports["WEBHOOK"] = webhook_port or free_port()
+        self.cert_dir = cert_dir or folder / "webhook"
+        self.env = {"WAYANG_STANDALONE": "true", **(env or {})}
 
     def log(self, run: int) -> Path:
         return self.folder / f"operator-{run}.log"
@@ -40,10 +54,10 @@ class Operator:
         env = {
             **os.environ,
             "KUBECONFIG": str(self.kube.kubeconfig),
-            "WAYANG_STANDALONE": "true",
             **{f"WAYANG_{name}_PORT": str(port) for name, port in self.ports.items()},
-            "WAYANG_WEBHOOK_CERT_DIR": str(self.folder / "webhook"),
+            "WAYANG_WEBHOOK_CERT_DIR": str(self.cert_dir),
             "WAYANG_WEBHOOK_CONFIGURATION": WEBHOOK_CONFIGURATION,
+            **self.env,
         }
         with self.log(self.runs).open("wb") as log:
             self.process = subprocess.Popen(
@@ -89,6 +103,9 @@ class Operator:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
 
+    def logs(self) -> str:
+        return "".join(self.log(run).read_text() for run in range(1, self.runs + 1))
+
     def audit(self) -> list[dict[str, Any]]:
         entries = []
         for run in range(1, self.runs + 1):
@@ -96,3 +113,10 @@ class Operator:
                 if " wayang.audit " in line:
                     entries.append(json.loads(line.split(" wayang.audit ", 1)[1]))
         return entries
+
+
+def remove_webhooks(kube: Kube) -> None:
+    """After a killed operator: a webhook configuration pointing at a dead server would refuse
+    every later request (failurePolicy Fail)."""
+    for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
+        kube.run("delete", kind, WEBHOOK_CONFIGURATION, "--ignore-not-found", check=False)

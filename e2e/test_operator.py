@@ -10,22 +10,26 @@ the kind node can reach.
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
-import yaml
 
-from e2e.conftest import ROOT, Kube
-from e2e.operator_process import WEBHOOK_CONFIGURATION, Operator
+from e2e.conftest import Kube
+from e2e.flow import (
+    approval,
+    condition,
+    phase_becomes,
+    plugin,
+    reason_becomes,
+    set_policy,
+    tenant_of,
+)
+from e2e.operator_process import Operator, remove_webhooks
 from wayang_operator.api.descriptor import PluginDescriptor
 from wayang_operator.api.resources import KeyAlgorithm
 from wayang_operator.core import signing
-
-EXAMPLE = ROOT / "examples" / "plugins" / "pii-redactor-wasm.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -36,111 +40,13 @@ def operator(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[O
         yield running
     finally:
         running.kill()
-        # a webhook configuration pointing at a dead server would refuse every later request
-        for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
-            kube.run("delete", kind, WEBHOOK_CONFIGURATION, "--ignore-not-found", check=False)
+        remove_webhooks(kube)
 
 
 @pytest.fixture
 def tenant(kube: Kube, namespace: str, operator: Operator) -> Iterator[str]:
-    """The test namespace, with publisher rights for publisher-1 and approver-1, and a policy."""
-    kube.run("label", "namespace", namespace, f"wayang-e2e/tenant={namespace}")
-    for user in ("publisher-1", "approver-1"):
-        kube.run(
-            "create",
-            "rolebinding",
-            f"publisher-{user}",
-            "--clusterrole=wayang-local:publisher",
-            f"--user={user}",
-            namespace=namespace,
-        )
-    set_policy(kube, namespace, {})
-    yield namespace
-    kube.run("delete", "pluginpolicy", namespace, "--ignore-not-found", check=False)
-
-
-def set_policy(kube: Kube, namespace: str, spec: dict[str, Any]) -> None:
-    defaults = {"signing": {"required": False}, "scan": {"required": False}}
-    kube.apply(
-        {
-            "apiVersion": "wayang.io/v1alpha1",
-            "kind": "PluginPolicy",
-            "metadata": {"name": namespace},
-            "spec": {
-                **defaults,
-                **spec,
-                "namespaceSelector": {"matchLabels": {"wayang-e2e/tenant": namespace}},
-            },
-        }
-    )
-
-
-def plugin(name: str = "pii-redactor", **spec: Any) -> dict[str, Any]:
-    document: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
-    document["metadata"]["name"] = name
-    document["spec"].update({"enabled": True, **spec})
-    return document
-
-
-def approval(
-    kube: Kube,
-    namespace: str,
-    plugin_name: str,
-    user: str,
-    decision: str = "Approve",
-    suffix: str = "",
-    **override: Any,
-) -> subprocess.CompletedProcess[str]:
-    current = kube.get("plugin", plugin_name, namespace)["spec"]
-    spec = {
-        "plugin": plugin_name,
-        "pluginId": current["id"],
-        "version": current["version"],
-        "digest": current["implementation"]["digest"],
-        "decision": decision,
-        **override,
-    }
-    name = f"{plugin_name}-{user}-{decision.lower()}{suffix}"
-    document = {
-        "apiVersion": "wayang.io/v1alpha1",
-        "kind": "PluginApproval",
-        "metadata": {"name": name},
-        "spec": spec,
-    }
-    return kube.apply(document, user=user, namespace=namespace, check=False)
-
-
-def phase_becomes(
-    kube: Kube, namespace: str, name: str, phase: str, timeout: float = 30
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    plugin_status: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        plugin_status = kube.get("plugin", name, namespace).get("status") or {}
-        if plugin_status.get("phase") == phase:
-            return plugin_status
-        time.sleep(0.3)
-    raise AssertionError(
-        f"{name} is {plugin_status.get('phase')}, not {phase}: {json.dumps(plugin_status)[:1500]}"
-    )
-
-
-def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
-    return next(c for c in status["conditions"] if c["type"] == kind)
-
-
-def reason_becomes(kube: Kube, namespace: str, name: str, kind: str, reason: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 30
-    found: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        conditions = (kube.get("plugin", name, namespace).get("status") or {}).get(
-            "conditions"
-        ) or []
-        found = next((c for c in conditions if c["type"] == kind), {})
-        if found.get("reason") == reason:
-            return found
-        time.sleep(0.3)
-    raise AssertionError(f"{name} {kind} is {found}, not {reason}")
+    with tenant_of(kube, namespace) as name:
+        yield name
 
 
 def test_publish_then_approve_makes_it_ready(kube: Kube, tenant: str) -> None:

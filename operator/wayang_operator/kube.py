@@ -9,15 +9,17 @@ evaluated is simply gone, not an error.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from .api.meta import GROUP, VERSION
+from .core.leases import LeaseRecord
 
 NOT_FOUND = 404
 CONFLICT = 409
@@ -25,6 +27,8 @@ TRANSIENT = frozenset({429, 500, 502, 503, 504})
 ATTEMPTS = 5
 BASE_DELAY = 0.2
 MAX_DELAY = 5.0
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -43,12 +47,11 @@ def load_configuration() -> None:
         config.load_kube_config()  # type: ignore[no-untyped-call]
 
 
-async def _with_retries(call: Callable[[], None]) -> None:
+async def _with_retries(call: Callable[[], T]) -> T:
     """Run a blocking API call in a thread, retrying transient failures with backoff and jitter."""
     for attempt in range(ATTEMPTS):
         try:
-            await asyncio.to_thread(call)
-            return
+            return await asyncio.to_thread(call)
         except ApiException as error:
             if error.status not in TRANSIENT or attempt == ATTEMPTS - 1:
                 raise
@@ -57,11 +60,105 @@ async def _with_retries(call: Callable[[], None]) -> None:
                 raise
         delay = min(MAX_DELAY, BASE_DELAY * 2**attempt)
         await asyncio.sleep(random.uniform(delay / 2, delay))  # noqa: S311 - jitter, not crypto
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 class KubeApi:
     def __init__(self) -> None:
         self._custom = client.CustomObjectsApi()
+        self._core = client.CoreV1Api()
+        self._leases = client.CoordinationV1Api()
+
+    async def read_lease(self, namespace: str, name: str) -> tuple[LeaseRecord, str] | None:
+        """The Lease's holder and renewal, with its resourceVersion; None if there is none."""
+
+        def call() -> tuple[LeaseRecord, str]:
+            lease = self._leases.read_namespaced_lease(name, namespace)
+            spec, meta = lease.spec, lease.metadata
+            renewed = spec.renew_time if spec else None
+            record = LeaseRecord(
+                holder=spec.holder_identity if spec else None,
+                renewed=renewed.isoformat() if renewed else None,
+            )
+            return record, str(meta.resource_version if meta else "")
+
+        try:
+            return await _with_retries(call)
+        except ApiException as error:
+            if error.status == NOT_FOUND:
+                return None
+            raise
+
+    async def write_lease(
+        self,
+        namespace: str,
+        name: str,
+        holder: str | None,
+        duration: int,
+        resource_version: str | None,
+    ) -> bool:
+        """Create the Lease (no resourceVersion) or replace it only if it is still at
+        `resource_version`; False when another replica got there first (409)."""
+        body = client.V1Lease(
+            api_version="coordination.k8s.io/v1",
+            kind="Lease",
+            metadata=client.V1ObjectMeta(
+                name=name, namespace=namespace, resource_version=resource_version
+            ),
+            spec=client.V1LeaseSpec(
+                holder_identity=holder,
+                lease_duration_seconds=duration,
+                renew_time=datetime.datetime.now(datetime.UTC),
+            ),
+        )
+
+        def call() -> None:
+            if resource_version is None:
+                self._leases.create_namespaced_lease(namespace, body)
+            else:
+                self._leases.replace_namespaced_lease(name, namespace, body)
+
+        try:
+            await _with_retries(call)
+        except ApiException as error:
+            if error.status == CONFLICT:
+                return False
+            raise
+        return True
+
+    async def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """One of our objects as the API server holds it now; None if there is none."""
+
+        def call() -> dict[str, Any]:
+            found = self._custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, name
+            )
+            return cast(dict[str, Any], found)
+
+        try:
+            return await _with_retries(call)
+        except ApiException as error:
+            if error.status == NOT_FOUND:
+                return None
+            raise
+
+    async def list_cluster(self, plural: str) -> list[dict[str, Any]]:
+        """Every object of a cluster-scoped kind of ours (policies: few by nature)."""
+
+        def call() -> list[dict[str, Any]]:
+            found = cast(
+                dict[str, Any], self._custom.list_cluster_custom_object(GROUP, VERSION, plural)
+            )
+            return list(found.get("items") or [])
+
+        return await _with_retries(call)
+
+    async def namespace_labels(self, name: str) -> dict[str, str]:
+        def call() -> dict[str, str]:
+            meta = self._core.read_namespace(name).metadata
+            return dict((meta.labels if meta else None) or {})
+
+        return await _with_retries(call)
 
     async def patch_status(
         self, plural: str, namespace: str, name: str, status: dict[str, Any]

@@ -24,10 +24,15 @@ class OperatorSettings(BaseSettings):
     namespaces); false for operators with namespaced RBAC only."""
     wayang_version: str | None = None
     """Version of the Wayang engine the plugins will run in, for spec.wayangVersion checks."""
-    peering: str = "wayang-operator"
-    """kopf peering name: replicas sharing it elect one active instance."""
     standalone: bool = False
-    """Run without peering (a single replica, tests)."""
+    """Run without leader election: a single replica (local runs, tests)."""
+    lease_name: str = "wayang-operator"
+    """The coordination.k8s.io Lease the replicas compete for: its holder decides, the others
+    stand by with live indexes (they still serve admission)."""
+    lease_namespace: str = "default"
+    """Namespace of the Lease: the operator's own (the chart sets its release namespace)."""
+    lease_duration: int = Field(default=15, ge=3)
+    """Seconds without renewal after which a standby takes over from a holder that died."""
     liveness_port: int = 8080
     """Port of the liveness endpoint (/healthz)."""
     metrics_port: int = 9090

@@ -56,7 +56,7 @@ async def cluster(kmock: kmock.KubernetesEmulator) -> AsyncIterator[kmock.Kubern
     configuration.host = SERVER[-1]
     kubernetes.client.Configuration.set_default(configuration)
     RUNTIME._api = None
-    RUNTIME.settings = OperatorSettings(watch_namespaces=False)
+    RUNTIME.settings = OperatorSettings(watch_namespaces=False, standalone=True)
     stop = asyncio.Event()
     task = asyncio.create_task(kopf.operator(standalone=True, clusterwide=True, stop_flag=stop))
     try:

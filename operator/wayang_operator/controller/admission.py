@@ -10,6 +10,11 @@
 
 The identity is whatever the API server authenticated, so it is exactly as trustworthy as the
 cluster's authentication; there is no field a user can type to claim another name.
+
+The approval check reads the plugin, the policies and the namespace from the API server, not from
+the watch indexes: every replica serves admission (the Service spreads requests over them) while
+only the active one watches, so a standby's indexes may be stale, and an approval can arrive
+milliseconds after its plugin was created. Approvals are rare; three reads each cost nothing.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ import kopf
 from ..api.resources import Decision
 from ..core.approval import REQUESTER_ANNOTATION, Requester
 from ..core.policy import applicable
-from .handlers import APPROVALS, PLUGINS, indexes_from
+from .handlers import APPROVALS, PLUGINS, policy_of, snapshot_of
+from .reconcile import PluginSnapshot
+from .runtime import RUNTIME
 from .webhook_server import ADMISSION_UID
 
 
@@ -78,8 +85,25 @@ def protect_publisher(**kwargs: Any) -> None:
     _protect(kwargs)
 
 
+async def _current_plugin(namespace: str, name: str) -> PluginSnapshot | None:
+    body = await RUNTIME.api.get("plugins", namespace, name)
+    if body is None:
+        return None
+    return snapshot_of(namespace, name, body)
+
+
+async def _forbidding_policies(namespace: str) -> list[str]:
+    """Names of the policies applying to the namespace that forbid self-approval."""
+    settings = RUNTIME.settings
+    labels = await RUNTIME.api.namespace_labels(namespace) if settings.watch_namespaces else {}
+    bodies = await RUNTIME.api.list_cluster("pluginpolicies")
+    named = (policy_of(str(b.get("metadata", {}).get("name", "")), b) for b in bodies)
+    policies = [policy for policy in named if policy is not None]
+    return [p.name for p in applicable(policies, labels) if not p.approval.allow_self_approval]
+
+
 @kopf.on.validate(*APPROVALS, operations=["CREATE", "UPDATE"], id="check-approval")
-def check_approval(
+async def check_approval(
     *, namespace: str | None, body: kopf.Body, userinfo: kopf.UserInfo, **kwargs: Any
 ) -> None:
     _protect(kwargs)
@@ -94,9 +118,8 @@ def check_approval(
                 "spec is immutable: create a new PluginApproval instead", code=403
             )
         return
-    indexes = indexes_from(kwargs)
     spec = body.get("spec", {})
-    plugin = indexes.plugin(namespace or "", str(spec.get("plugin", "")))
+    plugin = await _current_plugin(namespace or "", str(spec.get("plugin", "")))
     if plugin is None:
         raise kopf.AdmissionError(
             f"spec.plugin: no Plugin named {spec.get('plugin')!r} in {namespace}", code=404
@@ -121,11 +144,7 @@ def check_approval(
         and publisher
         and publisher.username == username
     ):
-        labels = next(iter(indexes.namespaces.get(namespace, [])), {})
-        policies = [p for values in indexes.policies.values() for p in values]
-        forbidding = [
-            p.name for p in applicable(policies, labels) if not p.approval.allow_self_approval
-        ]
+        forbidding = await _forbidding_policies(namespace or "")
         if forbidding:
             raise kopf.AdmissionError(
                 f"{username} published Plugin {plugin.name} and may not approve it "

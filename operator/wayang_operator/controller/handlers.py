@@ -12,7 +12,9 @@ them. What is affected is computed from the indexes, so nothing polls:
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -21,6 +23,7 @@ from .. import metrics
 from ..api.resources import PluginApprovalSpec, PluginPolicySpec
 from ..core.approval import ApprovalRecord, Requester
 from ..core.policy import NamedPolicy
+from .leadership import hold, release
 from .reconcile import Indexes, PluginSnapshot, forget, reconcile
 from .runtime import RUNTIME
 
@@ -33,24 +36,39 @@ NAMESPACE_INDEX = "namespace_index"
 """The index of namespace labels (controller/namespaces.py), when namespaces are watched."""
 
 
+def snapshot_of(namespace: str, name: str, body: Mapping[str, Any]) -> PluginSnapshot:
+    """What the operator keeps of a Plugin (for the index, and for admission's fresh reads)."""
+    meta = body.get("metadata", {})
+    spec = dict(body.get("spec", {}))
+    return PluginSnapshot(
+        namespace=namespace,
+        name=name,
+        uid=str(meta.get("uid", "")),
+        generation=int(meta.get("generation", 0)),
+        spec=spec,
+        annotations=dict(meta.get("annotations") or {}),
+        status=dict(body.get("status") or {}),
+        descriptor=PluginSnapshot.parse(spec),
+    )
+
+
+def policy_of(name: str, body: Mapping[str, Any]) -> NamedPolicy | None:
+    """A PluginPolicy's spec, or None (logged) when it is invalid: an invalid policy is ignored."""
+    try:
+        spec = PluginPolicySpec.model_validate(
+            dict(body.get("spec", {})), by_alias=True, by_name=False
+        )
+    except ValueError:
+        logger.warning("PluginPolicy %s is invalid and is ignored", name)
+        return None
+    return NamedPolicy(name, spec)
+
+
 @kopf.index(*PLUGINS)
 def plugin_index(*, namespace: str | None, name: str, body: kopf.Body, **_: Any) -> object:
     if namespace is None:
         return {}
-    meta = body.get("metadata", {})
-    spec = dict(body.get("spec", {}))
-    return {
-        (namespace, name): PluginSnapshot(
-            namespace=namespace,
-            name=name,
-            uid=str(meta.get("uid", "")),
-            generation=int(meta.get("generation", 0)),
-            spec=spec,
-            annotations=dict(meta.get("annotations") or {}),
-            status=dict(body.get("status") or {}),
-            descriptor=PluginSnapshot.parse(spec),
-        )
-    }
+    return {(namespace, name): snapshot_of(namespace, name, body)}
 
 
 @kopf.index(*APPROVALS)
@@ -69,14 +87,8 @@ def approval_index(*, namespace: str | None, name: str, body: kopf.Body, **_: An
 
 @kopf.index(*POLICIES)
 def policy_index(*, name: str, body: kopf.Body, **_: Any) -> object:
-    try:
-        spec = PluginPolicySpec.model_validate(
-            dict(body.get("spec", {})), by_alias=True, by_name=False
-        )
-    except ValueError:
-        logger.warning("PluginPolicy %s is invalid and is ignored", name)
-        return {}
-    return {None: NamedPolicy(name, spec)}
+    policy = policy_of(name, body)
+    return {} if policy is None else {None: policy}
 
 
 def indexes_from(kwargs: dict[str, Any]) -> Indexes:
@@ -91,7 +103,11 @@ def indexes_from(kwargs: dict[str, Any]) -> Indexes:
 
 
 async def _reconcile(indexes: Indexes, namespace: str, name: str) -> None:
-    """Re-evaluate one plugin; a failure is logged and counted, and its next event retries it."""
+    """Re-evaluate one plugin; a failure is logged and counted, and its next event retries it.
+    A standby replica only keeps its indexes: the leader decides (see leadership.py)."""
+    RUNTIME.leadership.indexed = True
+    if not RUNTIME.leadership.leading:
+        return
     try:
         await reconcile(
             namespace,
@@ -109,6 +125,45 @@ async def _reconcile(indexes: Indexes, namespace: str, name: str) -> None:
 async def reconcile_many(indexes: Indexes, keys: list[tuple[str, str]]) -> None:
     for namespace, name in keys:
         await _reconcile(indexes, namespace, name)
+
+
+@kopf.on.startup()
+async def elect(**kwargs: Any) -> None:
+    """Compete for the Lease (unless standalone). On winning it after standing by, re-evaluate
+    every plugin: events that arrived while standing by were indexed but not decided."""
+    settings, leadership = RUNTIME.settings, RUNTIME.leadership
+    leadership.standalone = settings.standalone
+    if settings.standalone:
+        return
+    indexes = indexes_from(kwargs)
+
+    async def on_elected() -> None:
+        if leadership.indexed:  # else the initial listing's events are still to come, and decide
+            await reconcile_many(indexes, [key for key in indexes.plugins if key])
+
+    RUNTIME.election = asyncio.create_task(
+        hold(
+            leadership,
+            RUNTIME.api,
+            namespace=settings.lease_namespace,
+            name=settings.lease_name,
+            duration=settings.lease_duration,
+            on_elected=on_elected,
+        )
+    )
+
+
+@kopf.on.cleanup()
+async def step_down(**_: Any) -> None:
+    if RUNTIME.election is not None:
+        RUNTIME.election.cancel()
+    settings = RUNTIME.settings
+    await release(
+        RUNTIME.leadership,
+        RUNTIME.api,
+        namespace=settings.lease_namespace,
+        name=settings.lease_name,
+    )
 
 
 def _dependants(indexes: Indexes, namespace: str, name: str) -> list[tuple[str, str]]:

@@ -1,7 +1,7 @@
 """`wayang-operator`: the operator process (kopf), configured from OperatorSettings.
 
 Importing the handler modules registers them with kopf; the startup hook turns the settings into
-kopf's own (webhook server, managed webhook configuration, peering), and the metrics endpoint is a
+kopf's own (webhook server, managed webhook configuration), and the metrics endpoint is a
 plain Prometheus HTTP server beside kopf's liveness endpoint.
 """
 
@@ -34,8 +34,6 @@ def configure(*, settings: kopf.OperatorSettings, **_: Any) -> None:
         cafile=cert,
     )
     settings.admission.managed = ours.webhook_configuration
-    settings.peering.name = ours.peering
-    settings.peering.mandatory = False
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 300
 
@@ -51,6 +49,6 @@ def main() -> None:
     kopf.run(
         clusterwide=not settings.namespaces,
         namespaces=settings.namespaces,
-        standalone=settings.standalone,
+        standalone=True,  # no kopf peering: replicas elect a leader over a Lease (leadership.py)
         liveness_endpoint=f"http://0.0.0.0:{settings.liveness_port}/healthz",
     )

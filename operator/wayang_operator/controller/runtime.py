@@ -6,17 +6,21 @@ audit sink through this one holder rather than through globals scattered over mo
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from ..audit import AuditSink, LogSink
 from ..kube import KubeApi
 from ..settings import OperatorSettings
+from .leadership import Leadership
 
 
 @dataclass
 class Runtime:
     settings: OperatorSettings = field(default_factory=OperatorSettings)
     sink: AuditSink = field(default_factory=LogSink)
+    leadership: Leadership = field(default_factory=Leadership)
+    election: asyncio.Task[None] | None = None
     _api: KubeApi | None = None
 
     @property
