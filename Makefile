@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: help venv manifests lint unit test e2e cluster-up cluster-down cluster-status demo bench clean
+.PHONY: help venv manifests lint trivy unit test e2e cluster-up cluster-down cluster-status demo bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -29,12 +29,15 @@ lint: $(STAMP) ## ruff (lint + format check), mypy --strict, import-layer contra
 	@echo "==> mypy --strict"; $(BIN)/mypy
 	@echo "==> import layers"; $(BIN)/lint-imports --no-cache
 
-unit: $(STAMP) ## Unit and integration tests only (no lint)
+trivy: $(STAMP) ## Build trivy (pinned, from its Go module; cached) for the scans the tests run for real
+	@$(BIN)/python -m e2e.localcluster.build trivy
+
+unit: trivy ## Unit and integration tests only (no lint)
 	@$(BIN)/pytest
 
 test: lint unit ## Lint, then unit and integration tests (the README's test command)
 
-e2e: $(STAMP) ## e2e tier on a real API server: the local control plane (built from source), or KUBECONFIG
+e2e: trivy ## e2e tier on a real API server: the local control plane (built from source), or KUBECONFIG
 	@$(BIN)/python -m e2e.localcluster.build
 	@$(BIN)/pytest e2e $(E2E_ARGS)
 

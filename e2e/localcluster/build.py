@@ -31,6 +31,7 @@ import argparse
 import collections
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import platform
@@ -47,6 +48,9 @@ from typing import Any, TextIO
 
 KUBERNETES_VERSION = "v1.35.4"
 ETCD_VERSION = "v3.6.16"
+TRIVY_VERSION = "v0.67.2"
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
+"""The project's own small Go programs (test fixtures), each a module of its own."""
 
 # Bump when the build recipe changes in a way that should invalidate binaries.
 BUILD_SCHEMA = 1
@@ -72,6 +76,7 @@ class Release:
     extra_modules: tuple[str, ...]  # further modules to require (same version)
     tags: str
     published_version: Callable[[str], str]  # locally replaced module -> version
+    env: tuple[tuple[str, str], ...] = ()  # extra build environment, as upstream's release build
 
     @property
     def dir_name(self) -> str:
@@ -115,6 +120,16 @@ ETCD = Release(
     published_version=_etcd_module_version,
 )
 
+TRIVY = Release(
+    name="trivy",
+    version=TRIVY_VERSION,
+    root_module="github.com/aquasecurity/trivy",
+    extra_modules=(),
+    tags="",
+    published_version=_etcd_module_version,  # unused: trivy's go.mod replaces nothing locally
+    env=(("GOEXPERIMENT", "jsonv2"),),  # as trivy's goreleaser.yml builds it
+)
+
 COMPONENTS: dict[str, Component] = {
     c.name: c
     for c in (
@@ -131,6 +146,8 @@ COMPONENTS: dict[str, Component] = {
         # Built rather than taken from PyPI's kubectl wheel (1.37): kubectl supports one minor
         # of skew against the API server, and the control plane here is 1.35.
         Component("kubectl", KUBERNETES, "k8s.io/kubernetes/cmd/kubectl"),
+        # The scanner the operator runs (and the tests run for real); see README "Scanning".
+        Component("trivy", TRIVY, "github.com/aquasecurity/trivy/cmd/trivy"),
     )
 }
 CONTROL_PLANE: tuple[str, ...] = (
@@ -197,11 +214,14 @@ def _build_key(comp: Component) -> dict[str, Any]:
         "ldflags": [*STRIP_LDFLAGS, *_version_ldflags(comp.release, build_date=None)],
         "trimpath": True,
         "cgo_enabled": "0",
+        "env": [list(pair) for pair in comp.release.env],
         "host": [sys.platform, platform.machine()],
     }
 
 
 def _version_ldflags(release: Release, build_date: str | None) -> list[str]:
+    if release is TRIVY:
+        return ["-X", f"github.com/aquasecurity/trivy/pkg/version/app.ver={release.version[1:]}"]
     if release is not KUBERNETES:
         return []
     m = re.fullmatch(r"v(\d+)\.(\d+)\.\d+", release.version)
@@ -269,8 +289,9 @@ def _go_exe() -> str:
     return go
 
 
-def _go_env() -> dict[str, str]:
+def _go_env(extra: Iterable[tuple[str, str]] = ()) -> dict[str, str]:
     env = dict(os.environ)
+    env.update(extra)
     env["GOTOOLCHAIN"] = "local"  # never download toolchains
     env["GOWORK"] = "off"  # ignore any go.work above the cache dir
     env["CGO_ENABLED"] = "0"  # static binaries
@@ -299,7 +320,13 @@ def _tail(text: str, n: int = FAILURE_TAIL_LINES) -> str:
     return "\n".join(text.splitlines()[-n:])
 
 
-def _run_logged(args: Sequence[str], cwd: Path, log_path: Path, what: str) -> None:
+def _run_logged(
+    args: Sequence[str],
+    cwd: Path,
+    log_path: Path,
+    what: str,
+    env: Iterable[tuple[str, str]] = (),
+) -> None:
     """Run quietly into ``log_path``; on failure show the last lines and raise."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
@@ -307,7 +334,7 @@ def _run_logged(args: Sequence[str], cwd: Path, log_path: Path, what: str) -> No
         log.write(f"$ cd {shlex.quote(str(cwd))} && {shlex.join(args)}\n")
         log.flush()
         proc = subprocess.Popen(
-            list(args), cwd=cwd, env=_go_env(), stdout=log, stderr=subprocess.STDOUT
+            list(args), cwd=cwd, env=_go_env(env), stdout=log, stderr=subprocess.STDOUT
         )
         while True:
             try:
@@ -452,6 +479,7 @@ def _prepare_module(release: Release, packages: Iterable[str]) -> _Prepared:
         module_dir,
         _gobuild_dir() / "logs" / f"{release.dir_name}-resolve.log",
         f"resolving modules for {release.name}",
+        release.env,
     )
     _check_pins(go, module_dir, gomods, set(replaces), modules)
     _log(
@@ -528,6 +556,7 @@ def _build_one(comp: Component, prep: _Prepared) -> None:
             prep.module_dir,
             _gobuild_dir() / "logs" / f"{release.dir_name}-{comp.name}.log",
             f"building {comp.name}",
+            release.env,
         )
         os.chmod(tmp, 0o755)
         os.replace(tmp, final)
@@ -553,6 +582,31 @@ def _build_one(comp: Component, prep: _Prepared) -> None:
 
 
 # ---------------------------------------------------------------------------- API
+
+
+def ensure_tool(name: str) -> Path:
+    """Build (if its sources changed) one of the project's own Go programs under e2e/tools/."""
+    source = TOOLS / name
+    files = sorted(p for p in source.iterdir() if p.suffix in {".go", ".mod", ".sum"})
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    binary = cache_root() / "bin" / "tools" / f"{name}-{digest.hexdigest()[:16]}"
+    if binary.is_file():
+        return binary
+    with _locked(_gobuild_dir() / ".lock"):
+        if not binary.is_file():
+            binary.parent.mkdir(parents=True, exist_ok=True)
+            tmp = binary.with_name(f".{binary.name}.tmp-{os.getpid()}")
+            _log(f"{name} (e2e/tools) ...")
+            _run_logged(
+                [_go_exe(), "build", "-mod=readonly", "-trimpath", "-o", str(tmp), "."],
+                source,
+                _gobuild_dir() / "logs" / f"tool-{name}.log",
+                f"building {name}",
+            )
+            os.replace(tmp, binary)
+    return binary
 
 
 def ensure_built(components: Iterable[str] | None = None, force: bool = False) -> dict[str, Path]:
@@ -601,10 +655,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     t0 = time.monotonic()
     names = args.components or list(DEFAULT_COMPONENTS)
     if not args.force and all(_is_cached(_component(n)) for n in names):
-        _log(
-            f"cached: {' '.join(names)} (kubernetes {KUBERNETES_VERSION}, etcd "
-            f"{ETCD_VERSION}) in {cache_root() / 'bin'}"
-        )
+        versions = {c.release.dir_name for c in map(_component, names)}
+        _log(f"cached: {' '.join(names)} ({', '.join(sorted(versions))}) in {cache_root() / 'bin'}")
         paths = {n: binary_path(n) for n in names}
     else:
         try:

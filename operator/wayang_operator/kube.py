@@ -9,6 +9,7 @@ evaluated is simply gone, not an error.
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime
 import random
 from collections.abc import Callable
@@ -134,6 +135,34 @@ class KubeApi:
                 GROUP, VERSION, namespace, plural, name
             )
             return cast(dict[str, Any], found)
+
+        try:
+            return await _with_retries(call)
+        except ApiException as error:
+            if error.status == NOT_FOUND:
+                return None
+            raise
+
+    async def create(self, plural: str, namespace: str, body: dict[str, Any]) -> bool:
+        """Create one of our objects; False if it exists already (creation is idempotent)."""
+
+        def call() -> None:
+            self._custom.create_namespaced_custom_object(GROUP, VERSION, namespace, plural, body)
+
+        try:
+            await _with_retries(call)
+        except ApiException as error:
+            if error.status == CONFLICT:
+                return False
+            raise
+        return True
+
+    async def secret_data(self, namespace: str, name: str) -> dict[str, bytes] | None:
+        """A Secret's decoded data; None if there is no such Secret."""
+
+        def call() -> dict[str, bytes]:
+            data = self._core.read_namespaced_secret(name, namespace).data or {}
+            return {key: base64.b64decode(value) for key, value in data.items()}
 
         try:
             return await _with_retries(call)

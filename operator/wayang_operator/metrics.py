@@ -15,6 +15,16 @@ RECONCILE_SECONDS = Histogram(
 )
 DECISIONS = Counter("wayang_decisions_total", "Audit-worthy decisions", ["event"])
 ERRORS = Counter("wayang_errors_total", "Errors while reconciling or admitting", ["kind"])
+SCANS = Counter("wayang_scans_total", "trivy runs by outcome", ["outcome"])
+"""outcome: `report` (trivy produced a report) or an ErrorPayload type (Timeout, ToolError, ...)."""
+SCAN_SECONDS = Histogram(
+    "wayang_scan_duration_seconds",
+    "Time of one trivy run",
+    buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600),
+)
+DATABASE_AGE = Gauge(
+    "wayang_scan_database_age_seconds", "Age of trivy's vulnerability database at the last scan"
+)
 
 _phases: dict[tuple[str, str], PluginPhase] = {}
 

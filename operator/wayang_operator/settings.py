@@ -45,5 +45,22 @@ class OperatorSettings(BaseSettings):
     """Address the admission webhook server binds."""
     webhook_cert_dir: Path = Path("/tmp/wayang-webhook")  # noqa: S108 - regenerated when missing
     """Where the webhook's serving certificate lives; a self-signed one is made if it is missing."""
+    trivy: str = "trivy"
+    """The trivy binary (a path, or a name on PATH); the operator image carries a pinned build."""
+    scan_cache_dir: Path = Path.home() / ".cache" / "wayang" / "trivy"
+    """trivy's cache: its vulnerability database lives in `<dir>/db`."""
+    scan_db_repository: str | None = None
+    """An OCI repository mirroring trivy's database, for clusters that cannot reach ghcr.io."""
+    scan_offline: bool = False
+    """Never download the database: use the one already in the cache (air-gapped clusters)."""
+    scan_archives: Path | None = None
+    """A folder of local images (OCI layout folders or tars) named by digest (`sha256-<hex>`);
+    an artifact found there is scanned from it instead of being pulled from its registry."""
+    scan_concurrency: int = Field(default=2, ge=1, le=64)
+    """trivy runs at once; each takes a CPU and a few hundred MiB."""
+    scan_timeout: float = Field(default=300.0, gt=0)
+    """Seconds before a trivy run is killed and reported as a Timeout ErrorPayload."""
+    scan_retry: float = Field(default=60.0, gt=0)
+    """Seconds before a scan that failed with a retryable error runs again (doubling, max 1h)."""
     webhook_configuration: str = "wayang.io"
     """Name of the Mutating/ValidatingWebhookConfiguration the operator keeps up to date."""

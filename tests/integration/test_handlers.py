@@ -21,7 +21,7 @@ import kubernetes
 import pytest
 
 from tests import documents as d
-from wayang_operator.controller import handlers  # noqa: F401 - importing registers the handlers
+from wayang_operator.controller import handlers, scanning  # noqa: F401 - importing registers
 from wayang_operator.controller.runtime import RUNTIME
 from wayang_operator.core.approval import REQUESTER_ANNOTATION
 from wayang_operator.settings import OperatorSettings
@@ -40,6 +40,7 @@ RESOURCES = {
     "wayang.io/v1alpha1/plugins": ("Plugin", True),
     "wayang.io/v1alpha1/pluginapprovals": ("PluginApproval", True),
     "wayang.io/v1alpha1/pluginpolicies": ("PluginPolicy", False),
+    "wayang.io/v1alpha1/scanreports": ("ScanReport", True),
     "v1/events": ("Event", True),
 }
 VERBS = {"get", "list", "watch", "create", "patch", "update", "delete"}

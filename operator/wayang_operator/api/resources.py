@@ -33,6 +33,7 @@ from .descriptor import Capability, Category, PluginDescriptor, SandboxLevel, Un
 from .errors import ErrorPayload
 from .meta import GROUP, Conditions, ObjectMeta
 from .scan import ScanReport as ScanReportData
+from .scan import ScanSummary
 
 # --------------------------------------------------------------------------------------------
 # Plugin
@@ -309,6 +310,11 @@ class Artifact(ApiModel):
 class ScanReportSpec(ApiModel):
     artifact: Artifact
     """The scanned artifact; one ScanReport per digest, shared by every Plugin using it."""
+    plugin_id: ShortText
+    """The plugin that first asked for this scan (the seed report names one)."""
+    version: ShortText
+    pull_secret: ShortText | None = None
+    """A dockerconfigjson Secret of the namespace whose credentials trivy pulls with."""
 
 
 class ScanReportStatus(ApiModel):
@@ -316,10 +322,17 @@ class ScanReportStatus(ApiModel):
     conditions: Conditions | None = None
     report: ScanReportData | None = None
     """The seed's ScanReport; finding lists are capped, most severe first."""
+    fixable: ScanSummary | None = None
+    """Counts of the vulnerabilities that have a fixed version (policy `ignoreUnfixed`)."""
     truncated: Annotated[int, Field(ge=0), INTEGRAL] | None = None
     """Findings left out of the report by the cap."""
     database_updated_at: DateTime | None = None
+    """When trivy's vulnerability database was built (its metadata.json UpdatedAt)."""
     next_scan_at: DateTime | None = None
+    runs: Annotated[int, Field(ge=0), INTEGRAL] | None = None
+    """How many times trivy ran for this report (rescans included)."""
+    last_error: ErrorPayload | None = None
+    """Why the latest scan failed; a previous report, if any, stays until a scan succeeds."""
 
 
 class ScanReport(ApiModel):
@@ -437,6 +450,8 @@ RESOURCES: tuple[ResourceInfo, ...] = (
             PrinterColumn("Status", ".status.report.status"),
             PrinterColumn("Critical", ".status.report.summary.criticalCount", "integer"),
             PrinterColumn("High", ".status.report.summary.highCount", "integer"),
+            PrinterColumn("Error", ".status.lastError.type"),
+            PrinterColumn("Scanned", ".status.report.timestamp", "date"),
             PrinterColumn("Digest", ".spec.artifact.digest", priority=1),
             AGE,
         ),

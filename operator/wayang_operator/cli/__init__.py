@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import keys, validate
+from . import keys, scan, validate
 
 INTERNAL_ERROR = 3
 """Exit code for a bug in wayang itself (0: valid, 1: invalid input, 2: usage)."""
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     validate.register(commands)
     keys.register(commands)
+    scan.register(commands)
     return parser
 
 

@@ -99,6 +99,7 @@ def indexes_from(kwargs: dict[str, Any]) -> Indexes:
         policies=kwargs["policy_index"],
         # a missing index is an error unless namespace watching is switched off
         namespaces=kwargs[NAMESPACE_INDEX] if RUNTIME.settings.watch_namespaces else {},
+        scans=kwargs["scan_index"],
     )
 
 

@@ -16,23 +16,26 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
 
 from .. import metrics
-from ..api.descriptor import PluginDescriptor
+from ..api.descriptor import ImplementationType, PluginDescriptor
+from ..api.errors import ErrorType
 from ..api.meta import Condition
 from ..api.resources import ConditionType
 from ..audit import AuditSink
 from ..audit import event as audit_event
 from ..core.approval import ApprovalRecord, ApprovalState, Requester
 from ..core.dependencies import Candidate
-from ..core.pipeline import Evaluation, Facts, evaluate
+from ..core.pipeline import Evaluation, Facts, Reason, ScanFacts, evaluate
 from ..core.policy import NamedPolicy, applicable
+from ..core.scanpolicy import decide as decide_scan
 from ..kube import KubeApi
 from ..manifests.validate import parse_model
+from .scans import ScanRecord, request
 
 logger = logging.getLogger("wayang.reconcile")
 
@@ -75,9 +78,19 @@ class Indexes:
     approvals: Mapping[Any, Iterable[ApprovalRecord]]
     policies: Mapping[Any, Iterable[NamedPolicy]]
     namespaces: Mapping[Any, Iterable[dict[str, str]]]
+    scans: Mapping[Any, Iterable[ScanRecord]] = field(default_factory=dict)
+    """ScanReports by (namespace, digest)."""
 
     def plugin(self, namespace: str, name: str) -> PluginSnapshot | None:
         return next(iter(self.plugins.get((namespace, name), [])), None)
+
+    def governing(self, namespace: str) -> list[NamedPolicy]:
+        """The policies that apply to the namespace (selected by its labels)."""
+        labels = next(iter(self.namespaces.get(namespace, [])), {})
+        return applicable([p for values in self.policies.values() for p in values], labels)
+
+    def scan(self, namespace: str, digest: str) -> ScanRecord | None:
+        return next(iter(self.scans.get((namespace, digest), [])), None)
 
     def namespace_plugins(self, namespace: str) -> list[PluginSnapshot]:
         return [p for key, values in self.plugins.items() if key[0] == namespace for p in values]
@@ -95,9 +108,31 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+PULL_SECRET_ANNOTATION = "wayang.io/image-pull-secret"  # noqa: S105 - a name, not a secret
+"""Names a dockerconfigjson Secret of the plugin's namespace for pulling its image."""
+
+
+def _scan_facts(
+    snapshot: PluginSnapshot, indexes: Indexes, policies: list[NamedPolicy]
+) -> ScanFacts | None:
+    spec = snapshot.descriptor
+    if spec is None:
+        return None
+    if spec.implementation.type != ImplementationType.CONTAINER:
+        return ScanFacts(
+            False,
+            f"trivy scans container images; a {spec.implementation.type} artifact cannot be "
+            "scanned, so only a policy with scan.required: false admits it",
+            error=ErrorType.VALIDATION_ERROR,
+            failed=True,
+        )
+    record = indexes.scan(snapshot.namespace, spec.implementation.digest)
+    return decide_scan(
+        record.status if record else None, policies, datetime.datetime.now(datetime.UTC)
+    )
+
+
 def facts_for(snapshot: PluginSnapshot, indexes: Indexes, wayang_version: str | None) -> Facts:
-    labels = next(iter(indexes.namespaces.get(snapshot.namespace, [])), {})
-    policies = [p for values in indexes.policies.values() for p in values]
     neighbours = []
     active = []
     # A plugin that depends on nothing needs no neighbours (it cannot be in a cycle either), which
@@ -110,13 +145,15 @@ def facts_for(snapshot: PluginSnapshot, indexes: Indexes, wayang_version: str | 
             if other.active:
                 active.append(Candidate(other.name, other.descriptor))
     previous = [Condition.model_validate(c) for c in snapshot.status.get("conditions") or []]
+    governing = indexes.governing(snapshot.namespace)
     return Facts(
         name=snapshot.name,
         namespace=snapshot.namespace,
         generation=snapshot.generation,
         spec=snapshot.spec,
         publisher=Requester.from_annotations(snapshot.annotations),
-        policies=applicable(policies, labels),
+        policies=governing,
+        scan=_scan_facts(snapshot, indexes, governing),
         approvals=list(indexes.approvals.get((snapshot.namespace, snapshot.name), [])),
         active=active,
         namespace_plugins=neighbours,
@@ -179,6 +216,15 @@ def audit_id(snapshot: PluginSnapshot, kind: str, message: str) -> str:
     return str(uuid.UUID(digest[:32]))
 
 
+def _waits_for_scan(
+    evaluation: Evaluation, indexes: Indexes, namespace: str, spec: PluginDescriptor
+) -> bool:
+    """The Scanned gate waits and no ScanReport exists yet for the artifact."""
+    scanned = next(c for c in evaluation.conditions if c.type == ConditionType.SCANNED.value)
+    pending = scanned.reason == Reason.SCAN_PENDING.value
+    return pending and indexes.scan(namespace, spec.implementation.digest) is None
+
+
 async def reconcile(
     namespace: str,
     name: str,
@@ -198,6 +244,8 @@ async def reconcile(
             evaluation = evaluate(facts_for(snapshot, indexes, wayang_version), _now())
         metrics.observe_phase(namespace, name, evaluation.phase)
         spec = snapshot.descriptor
+        if spec is not None and _waits_for_scan(evaluation, indexes, namespace, spec):
+            await request(api, namespace, spec, snapshot.annotations.get(PULL_SECRET_ANNOTATION))
         status = status_of(evaluation, spec.implementation.digest if spec else None)
         if _comparable(status) == _comparable(snapshot.status):
             return evaluation

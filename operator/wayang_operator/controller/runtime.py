@@ -13,6 +13,7 @@ from ..audit import AuditSink, LogSink
 from ..kube import KubeApi
 from ..settings import OperatorSettings
 from .leadership import Leadership
+from .scans import Scanner
 
 
 @dataclass
@@ -21,6 +22,7 @@ class Runtime:
     sink: AuditSink = field(default_factory=LogSink)
     leadership: Leadership = field(default_factory=Leadership)
     election: asyncio.Task[None] | None = None
+    _scanner: Scanner | None = None
     _api: KubeApi | None = None
 
     @property
@@ -28,6 +30,12 @@ class Runtime:
         if self._api is None:
             self._api = KubeApi()
         return self._api
+
+    @property
+    def scanner(self) -> Scanner:
+        if self._scanner is None:
+            self._scanner = Scanner(self.settings, self.api)
+        return self._scanner
 
 
 RUNTIME = Runtime()

@@ -40,6 +40,7 @@ class Reason(StrEnum):
     SCAN_NOT_REQUIRED = "ScanNotRequired"
     SCAN_PENDING = "ScanPending"
     SCAN_FAILED = "ScanFailed"
+    SCAN_ERROR = "ScanError"
     APPROVED = "Approved"
     AUTO_APPROVED = "AutoApproved"
     AWAITING_APPROVAL = "AwaitingApproval"
@@ -61,6 +62,11 @@ class ScanFacts:
     passed: bool
     reason: str
     summary: ScanSummary | None = None
+    error: ErrorType = ErrorType.SECURITY_ERROR
+    """The ErrorPayload type when the gate fails: a finding is a security error, a scan that
+    could not run keeps its own type (Timeout, ToolError, ...)."""
+    failed: bool = False
+    """The scan itself failed (no report), as opposed to a report that fails the policy."""
 
 
 @dataclass(frozen=True)
@@ -158,7 +164,8 @@ def _scanned(facts: Facts) -> Gate:
         message = f"waiting for a scan of the artifact (required by {', '.join(required)})"
         return Gate(kind, False, Reason.SCAN_PENDING, message)
     if not facts.scan.passed:
-        return Gate(kind, False, Reason.SCAN_FAILED, facts.scan.reason, ErrorType.SECURITY_ERROR)
+        reason = Reason.SCAN_ERROR if facts.scan.failed else Reason.SCAN_FAILED
+        return Gate(kind, False, reason, facts.scan.reason, facts.scan.error)
     return Gate(kind, True, Reason.SCAN_PASSED, facts.scan.reason)
 
 
@@ -256,6 +263,8 @@ def _condition(gate: Gate, facts: Facts, now: str) -> Condition:
 
 
 _AUDITED = {
+    Reason.SCAN_PASSED: AuditEventType.SCANNED,
+    Reason.SCAN_FAILED: AuditEventType.SCANNED,
     Reason.APPROVED: AuditEventType.APPROVED,
     Reason.AUTO_APPROVED: AuditEventType.APPROVED,
     Reason.REJECTED: AuditEventType.REJECTED,

@@ -1,0 +1,129 @@
+"""What real trivy runs are tested on, all made here: three images and a vulnerability database.
+
+- `leaky`: a config file with a realistic fake cloud credential (not AWS's documented example
+  keys, which trivy ignores on purpose);
+- `vulnerable`: an old Python package (requests 2.19.0) that the database marks vulnerable, with
+  one fixed and one unfixed advisory;
+- `clean`: a plugin module and a package the database knows nothing against.
+
+The database is written in trivy's own format (a bbolt file plus metadata.json) by the small Go
+program e2e/tools/trivydb; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import subprocess
+from pathlib import Path
+
+from e2e.localcluster.build import ensure_built, ensure_tool
+from wayang_operator.images.oci import File, Image, ImageSpec, build
+
+PIP = "pip::GitHub Security Advisory pip"
+FIXED_CVE = "CVE-2018-18074"
+UNFIXED_ID = "GHSA-wayg-unfx-0001"
+FAKE_KEY_ID = "AKIA2E0A8F3B244C9986"
+FAKE_SECRET = "wJ8rX2u9Qm4tZp7Lk1Vb6Nc3Hd5Gf0Sa8Ye2Rw4T"
+
+
+def trivy() -> Path:
+    return ensure_built(["trivy"])["trivy"]
+
+
+def _dist_info(name: str, version: str, license_name: str) -> File:
+    metadata = (
+        f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nLicense: {license_name}\n"
+    )
+    path = f"usr/lib/python3/site-packages/{name}-{version}.dist-info/METADATA"
+    return File(path, metadata.encode())
+
+
+PLUGIN_MODULE = File("app/plugin.py", b"def execute(inputs, properties):\n    return inputs\n")
+
+SPECS = {
+    "clean": ImageSpec(
+        "localhost/wayang-test/clean:1.0",
+        [[PLUGIN_MODULE, _dist_info("idna", "3.7", "BSD-3-Clause")]],
+    ),
+    "vulnerable": ImageSpec(
+        "localhost/wayang-test/vulnerable:1.0",
+        [[PLUGIN_MODULE, _dist_info("requests", "2.19.0", "Apache-2.0")]],
+    ),
+    "leaky": ImageSpec(
+        "localhost/wayang-test/leaky:1.0",
+        [
+            [
+                PLUGIN_MODULE,
+                File(
+                    "app/deploy.env",
+                    (
+                        "REGION=eu-west-1\n"
+                        f"AWS_ACCESS_KEY_ID={FAKE_KEY_ID}\n"
+                        f"AWS_SECRET_ACCESS_KEY={FAKE_SECRET}\n"
+                    ).encode(),
+                ),
+            ]
+        ],
+    ),
+}
+
+
+def images(folder: Path) -> dict[str, Image]:
+    """The three images as OCI layout directories under `folder` (built once per folder)."""
+    return {name: build(spec, folder / name) for name, spec in SPECS.items()}
+
+
+def _entries() -> list[dict[str, object]]:
+    return [
+        {
+            "path": [PIP, "requests", FIXED_CVE],
+            "value": {"VulnerableVersions": ["<2.20.0"], "PatchedVersions": ["2.20.0"]},
+        },
+        {"path": [PIP, "requests", UNFIXED_ID], "value": {"VulnerableVersions": [">=2.0.0"]}},
+        {
+            "path": ["vulnerability", FIXED_CVE],
+            "value": {
+                "Title": "requests: Redirect from HTTPS to HTTP keeps the Authorization header",
+                "Severity": "HIGH",
+                "VendorSeverity": {"ghsa": 3},
+            },
+        },
+        {
+            "path": ["vulnerability", UNFIXED_ID],
+            "value": {
+                "Title": "requests: a test advisory with no fix yet",
+                "Severity": "MEDIUM",
+                "VendorSeverity": {"ghsa": 2},
+            },
+        },
+        {
+            "path": ["data-source", PIP],
+            "value": {
+                "ID": "ghsa",
+                "Name": "GitHub Security Advisory pip",
+                "URL": "https://github.com/advisories?query=type%3Areviewed+ecosystem%3Apip",
+            },
+        },
+    ]
+
+
+def vulnerability_db(cache_dir: Path, updated_at: datetime.datetime | None = None) -> Path:
+    """Write trivy's database into `cache_dir/db` (trivy's `--cache-dir` layout)."""
+    updated = updated_at or datetime.datetime.now(datetime.UTC)
+    db = cache_dir / "db"
+    db.mkdir(parents=True, exist_ok=True)
+    (db / "trivy.db").unlink(missing_ok=True)
+    lines = "".join(json.dumps(entry) + "\n" for entry in _entries())
+    subprocess.run(
+        [str(ensure_tool("trivydb")), str(db / "trivy.db")], input=lines, text=True, check=True
+    )
+    stamp = "%Y-%m-%dT%H:%M:%S.%fZ"
+    metadata = {
+        "Version": 2,
+        "NextUpdate": (updated + datetime.timedelta(days=3650)).strftime(stamp),
+        "UpdatedAt": updated.strftime(stamp),
+        "DownloadedAt": updated.strftime(stamp),
+    }
+    (db / "metadata.json").write_text(json.dumps(metadata))
+    return cache_dir

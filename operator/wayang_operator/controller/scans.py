@@ -1,0 +1,246 @@
+"""One scan per artifact digest: ScanReports as the shared, persistent cache of trivy's results.
+
+A plugin whose policy requires a scan asks for one by creating the ScanReport named after its
+digest in its namespace (creation is idempotent, so fifty plugins on one digest make one object).
+The leader scans a ScanReport when it has no result yet, when its rescan time has come, or when
+trivy's database changed since the last scan; the result lives in the ScanReport's status, so a
+restarted operator finds it there and does not scan again. At most `scan_concurrency` trivy runs
+happen at once, a report is never scanned twice at the same time, and a digest already scanned
+with the current database (in another namespace) reuses that run's output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from .. import metrics
+from ..api.descriptor import PluginDescriptor
+from ..api.errors import ErrorPayload, ErrorType
+from ..api.resources import ScanReportSpec, ScanReportStatus
+from ..core.scanpolicy import parse_time
+from ..kube import KubeApi
+from ..manifests.validate import parse_model
+from ..scanning import trivy
+from ..scanning.registry import credentials, pinned_reference
+from ..scanning.report import to_report
+from ..settings import OperatorSettings
+
+logger = logging.getLogger("wayang.scans")
+
+PLURAL = "scanreports"
+MAX_RETRY = 3600.0
+CACHED_OUTPUTS = 64
+
+
+def report_name(digest: str) -> str:
+    """`sha256:abc…` → `sha256-abc…`: a valid object name, one per digest."""
+    return digest.replace(":", "-")
+
+
+@dataclass(frozen=True)
+class ScanRecord:
+    """What the index keeps of a ScanReport."""
+
+    name: str
+    spec: ScanReportSpec
+    status: ScanReportStatus | None
+
+    @classmethod
+    def of(cls, name: str, body: dict[str, Any]) -> ScanRecord | None:
+        spec = parse_model(ScanReportSpec, dict(body.get("spec") or {}))[0]
+        if spec is None:
+            return None
+        raw = body.get("status")
+        status = parse_model(ScanReportStatus, dict(raw))[0] if raw else None
+        return cls(name, spec, status)
+
+
+def _stamp(moment: datetime.datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _wire(model: BaseModel) -> dict[str, Any]:
+    return model.model_dump(mode="json", exclude_none=True, by_alias=True)
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+@dataclass
+class Scanner:
+    """Runs trivy for ScanReports (the leader only), bounded and deduplicated."""
+
+    settings: OperatorSettings
+    api: KubeApi
+    inflight: set[tuple[str, str]] = field(default_factory=set)
+    outputs: OrderedDict[tuple[str, str], tuple[dict[str, Any], str]] = field(
+        default_factory=OrderedDict
+    )
+    _gate: asyncio.Semaphore | None = None
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    @property
+    def options(self) -> trivy.TrivyOptions:
+        s = self.settings
+        return trivy.TrivyOptions(
+            binary=s.trivy,
+            cache_dir=s.scan_cache_dir,
+            db_repository=s.scan_db_repository,
+            offline=s.scan_offline,
+            timeout=s.scan_timeout,
+        )
+
+    def due(self, record: ScanRecord, now: datetime.datetime) -> bool:
+        status = record.status
+        if status is None or status.next_scan_at is None:
+            return True
+        if now >= parse_time(status.next_scan_at):
+            return True
+        database = trivy.database(self.settings.scan_cache_dir)
+        changed = database is not None and database.updated_at != status.database_updated_at
+        return status.report is not None and changed
+
+    def start(self, namespace: str, record: ScanRecord, rescan: datetime.timedelta) -> None:
+        """Scan in the background unless this report is being scanned already; the next
+        regular scan is `rescan` after this one (the shortest interval the policies ask)."""
+        key = (namespace, record.name)
+        if key in self.inflight:
+            return
+        self.inflight.add(key)
+        task = asyncio.create_task(self._guarded(namespace, record, rescan))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _guarded(
+        self, namespace: str, record: ScanRecord, rescan: datetime.timedelta
+    ) -> None:
+        try:
+            if self._gate is None:
+                self._gate = asyncio.Semaphore(self.settings.scan_concurrency)
+            async with self._gate:
+                await self.scan(namespace, record, rescan)
+        except Exception:  # a scan must never take the operator down
+            metrics.ERRORS.labels("scan").inc()
+            logger.exception("scanning %s/%s failed", namespace, record.name)
+        finally:
+            self.inflight.discard((namespace, record.name))
+
+    async def target(self, namespace: str, spec: ScanReportSpec) -> trivy.Target:
+        digest = spec.artifact.digest
+        if self.settings.scan_archives is not None:
+            for candidate in (report_name(digest), report_name(digest) + ".tar"):
+                path = Path(self.settings.scan_archives) / candidate
+                if path.exists():
+                    return trivy.Target(str(path), digest, local=True)
+        reference = pinned_reference(spec.artifact.coordinate, digest)
+        login = None
+        if spec.pull_secret:
+            data = await self.api.secret_data(namespace, spec.pull_secret) or {}
+            config = data.get(".dockerconfigjson")
+            login = credentials(config, reference) if config else None
+        user, password = login or (None, None)
+        return trivy.Target(reference, digest, username=user, password=password)
+
+    async def _output(self, target: trivy.Target) -> tuple[dict[str, Any], str]:
+        """trivy's output for the digest, reused while the database is the same."""
+        database = trivy.database(self.settings.scan_cache_dir)
+        key = (target.digest, database.updated_at if database else "")
+        if key in self.outputs:
+            self.outputs.move_to_end(key)
+            return self.outputs[key]
+        started = time.monotonic()
+        try:
+            output = await trivy.scan(self.options, target)
+        except trivy.ScanError as error:
+            metrics.SCANS.labels(error.kind.value).inc()
+            raise
+        finally:
+            metrics.SCAN_SECONDS.observe(time.monotonic() - started)
+        metrics.SCANS.labels("report").inc()
+        result = (output, await trivy.version(self.options))
+        self.outputs[key] = result
+        while len(self.outputs) > CACHED_OUTPUTS:
+            self.outputs.popitem(last=False)
+        return result
+
+    async def scan(self, namespace: str, record: ScanRecord, rescan: datetime.timedelta) -> None:
+        spec, previous = record.spec, record.status or ScanReportStatus()
+        runs = (previous.runs or 0) + 1
+        now = _now()
+        try:
+            target = await self.target(namespace, spec)
+            output, version = await self._output(target)
+        except trivy.ScanError as error:
+            failures = runs if previous.last_error else 1
+            delay = self.settings.scan_retry * 2 ** (failures - 1) if error.retryable else None
+            retry = min(MAX_RETRY, delay) if delay else rescan.total_seconds()
+            payload = ErrorPayload(
+                type=ErrorType(error.kind),
+                message=error.message,
+                retryable=error.retryable,
+                origin_node="wayang-operator/scanner",
+                timestamp=_stamp(now),
+                details={"digest": spec.artifact.digest, "coordinate": spec.artifact.coordinate},
+            )
+            status: dict[str, Any] = {
+                "lastError": _wire(payload),
+                "runs": runs,
+                "nextScanAt": _stamp(now + datetime.timedelta(seconds=retry)),
+            }
+            logger.warning("scan of %s in %s failed: %s", spec.artifact.digest, namespace, error)
+        else:
+            scanned = to_report(
+                output,
+                plugin_id=spec.plugin_id,
+                version=spec.version,
+                scanner_version=version,
+                now=_stamp(now),
+            )
+            database = trivy.database(self.settings.scan_cache_dir)
+            if database is not None:
+                age = now - parse_time(database.updated_at)
+                metrics.DATABASE_AGE.set(age.total_seconds())
+            status = {
+                "report": scanned.report.model_dump(mode="json", exclude_none=True, by_alias=True),
+                "fixable": scanned.fixable.model_dump(
+                    mode="json", exclude_none=True, by_alias=True
+                ),
+                "truncated": scanned.truncated,
+                "databaseUpdatedAt": database.updated_at if database else None,
+                "runs": runs,
+                "nextScanAt": _stamp(now + rescan),
+                "lastError": None,
+            }
+        await self.api.patch_status(PLURAL, namespace, record.name, status)
+
+
+async def request(
+    api: KubeApi, namespace: str, plugin: PluginDescriptor, pull_secret: str | None
+) -> None:
+    """Create the ScanReport for a plugin's artifact unless it exists (the leader scans it)."""
+    artifact = {
+        "coordinate": plugin.implementation.coordinate,
+        "digest": plugin.implementation.digest,
+    }
+    body = {
+        "apiVersion": "wayang.io/v1alpha1",
+        "kind": "ScanReport",
+        "metadata": {"name": report_name(artifact["digest"]), "namespace": namespace},
+        "spec": {
+            "artifact": artifact,
+            "pluginId": plugin.id,
+            "version": plugin.version,
+            **({"pullSecret": pull_secret} if pull_secret else {}),
+        },
+    }
+    await api.create(PLURAL, namespace, body)

@@ -1,0 +1,1 @@
+"""Scanning artifacts with trivy: the subprocess, its report turned into the seed's ScanReport."""

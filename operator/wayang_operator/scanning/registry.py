@@ -1,0 +1,53 @@
+"""Where an image is pulled from, and with which credentials (a dockerconfigjson pull secret)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from urllib.parse import urlparse
+
+DOCKER_HUB = "docker.io"
+_HUB_ALIASES = {"docker.io", "index.docker.io", "registry-1.docker.io"}
+
+
+def pinned_reference(coordinate: str, digest: str) -> str:
+    """`repo@digest`: a tag in the coordinate is informational and dropped, the digest pins."""
+    repository = coordinate
+    last = repository.rsplit("/", 1)[-1]
+    if ":" in last:
+        repository = repository[: len(repository) - len(last)] + last.split(":", 1)[0]
+    return f"{repository}@{digest}"
+
+
+def registry_host(reference: str) -> str:
+    first = reference.split("/", 1)[0]
+    if "/" in reference and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return DOCKER_HUB
+
+
+def _host_of(key: str) -> str:
+    host = urlparse(key).netloc if "://" in key else key.split("/", 1)[0]
+    return DOCKER_HUB if host in _HUB_ALIASES else host
+
+
+def credentials(dockerconfig: bytes, reference: str) -> tuple[str, str] | None:
+    """The username and password a dockerconfigjson holds for the reference's registry."""
+    try:
+        auths = json.loads(dockerconfig).get("auths") or {}
+    except (ValueError, AttributeError):
+        return None
+    host = registry_host(reference)
+    for key, entry in auths.items():
+        if _host_of(str(key)) != host or not isinstance(entry, dict):
+            continue
+        if entry.get("username") is not None and entry.get("password") is not None:
+            return str(entry["username"]), str(entry["password"])
+        if entry.get("auth"):
+            try:
+                decoded = base64.b64decode(str(entry["auth"]), validate=True).decode()
+            except (ValueError, UnicodeDecodeError):
+                return None
+            user, colon, password = decoded.partition(":")
+            return (user, password) if colon else None
+    return None
