@@ -32,9 +32,7 @@ def trivy() -> Path:
 
 
 def _dist_info(name: str, version: str, license_name: str) -> File:
-    metadata = (
-        f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nLicense: {license_name}\n"
-    )
+    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nLicense: {license_name}\n"
     path = f"usr/lib/python3/site-packages/{name}-{version}.dist-info/METADATA"
     return File(path, metadata.encode())
 
