@@ -19,11 +19,14 @@ import kmock
 import kopf
 import kubernetes
 import pytest
+from e2e import scanfixtures
 
 from tests import documents as d
+from wayang_operator import metrics
 from wayang_operator.controller import handlers, scanning  # noqa: F401 - importing registers
 from wayang_operator.controller.runtime import RUNTIME
 from wayang_operator.core.approval import REQUESTER_ANNOTATION
+from wayang_operator.images.oci import Image
 from wayang_operator.settings import OperatorSettings
 
 SERVER: list[str] = []
@@ -46,22 +49,16 @@ RESOURCES = {
 VERBS = {"get", "list", "watch", "create", "patch", "update", "delete"}
 
 
-@pytest.fixture
-async def cluster(kmock: kmock.KubernetesEmulator) -> AsyncIterator[kmock.KubernetesEmulator]:
-    for key, (kind, namespaced) in RESOURCES.items():
-        kmock.resources[key] = kmock.ResourceInfo(
-            kind=kind, namespaced=namespaced, verbs=VERBS, subresources={"status"}
-        )
-    SERVER.append(str(kmock.url).rstrip("/"))
-    configuration = kubernetes.client.Configuration()
-    configuration.host = SERVER[-1]
-    kubernetes.client.Configuration.set_default(configuration)
+@contextlib.asynccontextmanager
+async def running(settings: OperatorSettings) -> AsyncIterator[None]:
+    """The operator in-process, with fresh per-process state (as after a restart)."""
     RUNTIME._api = None
-    RUNTIME.settings = OperatorSettings(watch_namespaces=False, standalone=True)
+    RUNTIME._scanner = None
+    RUNTIME.settings = settings
     stop = asyncio.Event()
     task = asyncio.create_task(kopf.operator(standalone=True, clusterwide=True, stop_flag=stop))
     try:
-        yield kmock
+        yield
     finally:
         stop.set()
         # kmock keeps watch streams open, so kopf may not notice the stop flag promptly
@@ -70,6 +67,25 @@ async def cluster(kmock: kmock.KubernetesEmulator) -> AsyncIterator[kmock.Kubern
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+@pytest.fixture
+async def emulator(kmock: kmock.KubernetesEmulator) -> kmock.KubernetesEmulator:
+    for key, (kind, namespaced) in RESOURCES.items():
+        kmock.resources[key] = kmock.ResourceInfo(
+            kind=kind, namespaced=namespaced, verbs=VERBS, subresources={"status"}
+        )
+    SERVER.append(str(kmock.url).rstrip("/"))
+    configuration = kubernetes.client.Configuration()
+    configuration.host = SERVER[-1]
+    kubernetes.client.Configuration.set_default(configuration)
+    return kmock
+
+
+@pytest.fixture
+async def cluster(emulator: kmock.KubernetesEmulator) -> AsyncIterator[kmock.KubernetesEmulator]:
+    async with running(OperatorSettings(watch_namespaces=False, standalone=True)):
+        yield emulator
 
 
 async def create(plural: str, namespace: str | None, body: dict[str, Any]) -> None:
@@ -150,3 +166,88 @@ async def test_a_provider_becoming_ready_resolves_its_dependant(
     await create("plugins", "team-a", provider)
     await phase_of(cluster, "provider", "Ready")
     await phase_of(cluster, "consumer", "Ready")
+
+
+@pytest.fixture(scope="module")
+def scan_setup(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[OperatorSettings, dict[str, Image]]:
+    """Settings for real scans: local archives named by digest, the test database, offline."""
+    folder = tmp_path_factory.mktemp("scans")
+    archives = folder / "archives"
+    archives.mkdir()
+    images = {}
+    for name, image in scanfixtures.images(folder / "images").items():
+        images[name] = image
+        (archives / image.digest.replace(":", "-")).symlink_to(image.layout)
+    settings = OperatorSettings(
+        watch_namespaces=False,
+        standalone=True,
+        trivy=str(scanfixtures.trivy()),
+        scan_cache_dir=scanfixtures.vulnerability_db(folder / "cache"),
+        scan_offline=True,
+        scan_archives=archives,
+    )
+    return settings, images
+
+
+def container_plugin(name: str, image: Image) -> dict[str, Any]:
+    return _in_team_a(
+        d.plugin(),
+        name,
+        id=f"acme/{name}",
+        implementation={
+            "type": "container",
+            "coordinate": image.name.rsplit(":", 1)[0],
+            "digest": image.digest,
+        },
+    )
+
+
+def trivy_runs() -> float:
+    return sum(
+        sample.value
+        for metric in metrics.SCANS.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    )
+
+
+async def test_one_scan_per_digest_shared_by_plugins_and_kept_across_restarts(
+    emulator: kmock.KubernetesEmulator, scan_setup: tuple[OperatorSettings, dict[str, Image]]
+) -> None:
+    settings, images = scan_setup
+    auto = {
+        "signing": {"required": False},
+        "approval": {"autoApprove": [{"name": "all", "expression": "scan.highCount == 0"}]},
+    }
+    before = trivy_runs()
+    async with running(settings):
+        await create("pluginpolicies", None, {"metadata": {"name": "auto"}, "spec": auto})
+        for name in ("clean-a", "clean-b", "clean-c"):
+            await create("plugins", "team-a", container_plugin(name, images["clean"]))
+        await create("plugins", "team-a", container_plugin("vulnerable", images["vulnerable"]))
+        await create("plugins", "team-a", container_plugin("leaky", images["leaky"]))
+        for name in ("clean-a", "clean-b", "clean-c"):
+            ready = await phase_of(emulator, name, "Ready")
+            scanned = next(c for c in ready["conditions"] if c["type"] == "Scanned")
+            assert scanned["reason"] == "ScanPassed"
+        blocked = await phase_of(emulator, "vulnerable", "Blocked")
+        assert blocked["reviewStatus"] == "rejected"
+        assert blocked["lastError"]["type"] == "SecurityError"
+        assert scanfixtures.FIXED_CVE in blocked["lastError"]["message"]
+        leaky = await phase_of(emulator, "leaky", "Blocked")
+        assert "secret found: aws-access-key-id" in leaky["lastError"]["message"]
+    assert trivy_runs() - before == 3  # three digests, five plugins
+    reports = {
+        name: dict(body)
+        for (resource, _, name), body in emulator.objects.items()
+        if resource == "wayang.io/v1alpha1/scanreports"
+    }
+    assert set(reports) == {image.digest.replace(":", "-") for image in images.values()}
+    assert all(report["status"]["runs"] == 1 for report in reports.values())
+
+    async with running(settings):  # a restart: the reports are the cache, nothing is scanned
+        await create("plugins", "team-a", container_plugin("clean-d", images["clean"]))
+        await phase_of(emulator, "clean-d", "Ready")
+    assert trivy_runs() - before == 3

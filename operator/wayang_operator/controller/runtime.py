@@ -22,6 +22,7 @@ class Runtime:
     sink: AuditSink = field(default_factory=LogSink)
     leadership: Leadership = field(default_factory=Leadership)
     election: asyncio.Task[None] | None = None
+    rescans: asyncio.Task[None] | None = None
     _scanner: Scanner | None = None
     _api: KubeApi | None = None
 

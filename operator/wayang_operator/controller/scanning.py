@@ -3,6 +3,7 @@ the plugins that use a digest when its report changes (see scans.py for the why)
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 from typing import Any
 
@@ -40,9 +41,8 @@ def _scan_if_due(namespace: str, name: str, body: kopf.Body, indexes: Indexes) -
     if not RUNTIME.leadership.leading:
         return
     record = ScanRecord.of(name, dict(body))
-    scanner = RUNTIME.scanner
-    if record is not None and scanner.due(record, datetime.datetime.now(datetime.UTC)):
-        scanner.start(namespace, record, _rescan_interval(indexes, namespace))
+    if record is not None and RUNTIME.scanner.due(record, datetime.datetime.now(datetime.UTC)):
+        RUNTIME.scanner.start(namespace, record, _rescan_interval(indexes, namespace))
 
 
 @kopf.on.event(*SCANREPORTS)
@@ -64,10 +64,23 @@ async def scan_report_changed(
     await reconcile_many(indexes, users)
 
 
-@kopf.timer(*SCANREPORTS, interval=CHECK_SECONDS, initial_delay=CHECK_SECONDS)
-async def rescan_when_due(
-    *, namespace: str | None, name: str, body: kopf.Body, **kwargs: Any
-) -> None:
-    """Interval rescans and rescans after a database update, without any event to trigger them."""
-    if namespace is not None:
-        _scan_if_due(namespace, name, body, indexes_from(kwargs))
+async def _rescan_loop(indexes: Indexes) -> None:
+    while True:
+        await asyncio.sleep(CHECK_SECONDS)
+        if not RUNTIME.leadership.leading:
+            continue
+        now = datetime.datetime.now(datetime.UTC)
+        for (namespace, _), records in list(indexes.scans.items()):
+            for record in records:
+                if RUNTIME.scanner.due(record, now):
+                    RUNTIME.scanner.start(namespace, record, _rescan_interval(indexes, namespace))
+
+
+@kopf.on.startup()
+async def start_rescans(**kwargs: Any) -> None:
+    """Interval rescans and rescans after a database update, which no watch event announces.
+
+    One loop over the index rather than a kopf timer per ScanReport: kopf puts a finalizer on
+    objects with timers, and a report must stay deletable while the operator is down.
+    """
+    RUNTIME.rescans = asyncio.create_task(_rescan_loop(indexes_from(kwargs)))

@@ -218,6 +218,7 @@ _PHASE_OF_REASON = {
     Reason.REGISTRY_NOT_ALLOWED: PluginPhase.BLOCKED,
     Reason.SCAN_PENDING: PluginPhase.SCANNING,
     Reason.SCAN_FAILED: PluginPhase.BLOCKED,
+    Reason.SCAN_ERROR: PluginPhase.BLOCKED,
     Reason.AWAITING_APPROVAL: PluginPhase.AWAITING_APPROVAL,
     Reason.REJECTED: PluginPhase.REJECTED,
     Reason.REVOKED: PluginPhase.REVOKED,
