@@ -62,5 +62,7 @@ class OperatorSettings(BaseSettings):
     """Seconds before a trivy run is killed and reported as a Timeout ErrorPayload."""
     scan_retry: float = Field(default=60.0, gt=0)
     """Seconds before a scan that failed with a retryable error runs again (doubling, max 1h)."""
+    scan_check_interval: float = Field(default=60.0, gt=0)
+    """Seconds between checks for due rescans (interval reached, or trivy's database changed)."""
     webhook_configuration: str = "wayang.io"
     """Name of the Mutating/ValidatingWebhookConfiguration the operator keeps up to date."""

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import kmock
@@ -251,3 +253,53 @@ async def test_one_scan_per_digest_shared_by_plugins_and_kept_across_restarts(
         await create("plugins", "team-a", container_plugin("clean-d", images["clean"]))
         await phase_of(emulator, "clean-d", "Ready")
     assert trivy_runs() - before == 3
+
+
+def scan_report(emulator: kmock.KubernetesEmulator, image: Image) -> dict[str, Any]:
+    key = ("wayang.io/v1alpha1/scanreports", "team-a", image.digest.replace(":", "-"))
+    return dict(emulator.objects[key])
+
+
+async def eventually(check: Any, what: str) -> None:
+    for _ in range(300):
+        if check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(what)
+
+
+async def test_a_new_database_rescans_and_a_timeout_is_an_error_payload(
+    emulator: kmock.KubernetesEmulator,
+    scan_setup: tuple[OperatorSettings, dict[str, Image]],
+    tmp_path: Path,
+) -> None:
+    base, images = scan_setup
+    cache = scanfixtures.vulnerability_db(tmp_path / "cache")
+    settings = base.model_copy(update={"scan_cache_dir": cache, "scan_check_interval": 0.2})
+    relaxed = {"signing": {"required": False}}
+    async with running(settings):
+        await create("pluginpolicies", None, {"metadata": {"name": "scan"}, "spec": relaxed})
+        await create("plugins", "team-a", container_plugin("clean", images["clean"]))
+        await phase_of(emulator, "clean", "AwaitingApproval")
+        first = scan_report(emulator, images["clean"])["status"]
+        assert first["runs"] == 1
+        later = datetime.datetime.now(datetime.UTC) + datetime.timedelta(minutes=5)
+        scanfixtures.vulnerability_db(cache, updated_at=later)  # a database update arrives
+        await eventually(
+            lambda: scan_report(emulator, images["clean"])["status"]["runs"] == 2,
+            "no rescan after the database changed",
+        )
+        status = scan_report(emulator, images["clean"])["status"]
+        assert status["databaseUpdatedAt"] != first["databaseUpdatedAt"]
+
+    impatient = settings.model_copy(update={"scan_timeout": 0.001})
+    async with running(impatient):
+        await create("plugins", "team-a", container_plugin("vulnerable", images["vulnerable"]))
+        blocked = await phase_of(emulator, "vulnerable", "Blocked")
+        assert blocked["lastError"]["type"] == "Timeout"
+        scanned = next(c for c in blocked["conditions"] if c["type"] == "Scanned")
+        assert scanned["reason"] == "ScanError"
+        assert "did not finish within 0.001s" in scanned["message"]
+        error = scan_report(emulator, images["vulnerable"])["status"]["lastError"]
+        assert error["retryable"] is True
+        assert error["originNode"] == "wayang-operator/scanner"

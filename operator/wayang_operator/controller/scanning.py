@@ -17,8 +17,6 @@ from .scans import ScanRecord
 
 SCANREPORTS = ("wayang.io", "v1alpha1", "scanreports")
 DEFAULT_RESCAN = "24h"
-CHECK_SECONDS = 60
-"""How often each ScanReport checks whether a rescan is due (a cheap comparison)."""
 
 
 @kopf.index(*SCANREPORTS)
@@ -66,7 +64,7 @@ async def scan_report_changed(
 
 async def _rescan_loop(indexes: Indexes) -> None:
     while True:
-        await asyncio.sleep(CHECK_SECONDS)
+        await asyncio.sleep(RUNTIME.settings.scan_check_interval)
         if not RUNTIME.leadership.leading:
             continue
         now = datetime.datetime.now(datetime.UTC)

@@ -87,6 +87,7 @@ class Scanner:
         default_factory=OrderedDict
     )
     _gate: asyncio.Semaphore | None = None
+    _version: str | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     @property
@@ -167,7 +168,9 @@ class Scanner:
         finally:
             metrics.SCAN_SECONDS.observe(time.monotonic() - started)
         metrics.SCANS.labels("report").inc()
-        result = (output, await trivy.version(self.options))
+        if self._version is None:  # one `trivy --version` per process, not per scan
+            self._version = await trivy.version(self.options)
+        result = (output, self._version)
         self.outputs[key] = result
         while len(self.outputs) > CACHED_OUTPUTS:
             self.outputs.popitem(last=False)

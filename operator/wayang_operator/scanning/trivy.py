@@ -86,7 +86,7 @@ def command(options: TrivyOptions, target: Target, source: str) -> list[str]:
         "--format=json",
         "--scanners=vuln,secret,license",
         f"--cache-dir={options.cache_dir}",
-        f"--timeout={int(options.timeout)}s",
+        f"--timeout={max(1, round(options.timeout))}s",
     ]
     if options.offline:
         args += ["--skip-db-update", "--skip-java-db-update", "--offline-scan"]
