@@ -82,3 +82,10 @@ async def start_rescans(**kwargs: Any) -> None:
     objects with timers, and a report must stay deletable while the operator is down.
     """
     RUNTIME.rescans = asyncio.create_task(_rescan_loop(indexes_from(kwargs)))
+
+
+@kopf.on.cleanup()
+async def stop_rescans(**_: Any) -> None:
+    if RUNTIME.rescans is not None:
+        RUNTIME.rescans.cancel()
+        RUNTIME.rescans = None

@@ -107,9 +107,10 @@ class Scanner:
             return True
         if now >= parse_time(status.next_scan_at):
             return True
+        if status.report is None or status.last_error is not None:
+            return False  # failing: the retry schedule in nextScanAt decides
         database = trivy.database(self.settings.scan_cache_dir)
-        changed = database is not None and database.updated_at != status.database_updated_at
-        return status.report is not None and changed
+        return database is not None and database.updated_at != status.database_updated_at
 
     def start(self, namespace: str, record: ScanRecord, rescan: datetime.timedelta) -> None:
         """Scan in the background unless this report is being scanned already; the next

@@ -11,6 +11,7 @@ from tests.unit.core.test_approval import record
 
 from wayang_operator.api.audit import AuditEventType
 from wayang_operator.api.descriptor import PluginDescriptor
+from wayang_operator.api.errors import ErrorType
 from wayang_operator.api.resources import KeyAlgorithm, PluginPhase, PluginPolicySpec, ReviewStatus
 from wayang_operator.core import signing
 from wayang_operator.core.approval import Requester
@@ -142,6 +143,26 @@ def test_scan_gate_waits_then_passes_or_blocks() -> None:
         NOW,
     )
     assert passed.phase is PluginPhase.READY
+    assert AuditEventType.SCANNED in [event for event, _ in passed.decisions]
+    assert [event for event, _ in failed.decisions] == [AuditEventType.SCANNED]
+    assert failed.last_error is not None
+    assert failed.last_error.type is ErrorType.SECURITY_ERROR
+
+
+def test_a_scan_that_could_not_run_keeps_its_error_type() -> None:
+    scanning = NamedPolicy(
+        "scan", PluginPolicySpec.model_validate({"signing": {"required": False}})
+    )
+    broken = ScanFacts(
+        False, "the scan failed: trivy did not finish", error=ErrorType.TIMEOUT, failed=True
+    )
+    result = evaluate(facts(policies=[scanning], scan=broken), NOW)
+    assert result.phase is PluginPhase.BLOCKED
+    scanned = next(c for c in result.conditions if c.type == "Scanned")
+    assert scanned.reason == "ScanError"
+    assert result.last_error is not None
+    assert result.last_error.type is ErrorType.TIMEOUT
+    assert [event for event, _ in result.decisions] == [AuditEventType.ERROR]
 
 
 def test_digest_change_after_approval_drops_back_to_awaiting() -> None:
