@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: help venv manifests lint trivy unit test e2e cluster-up cluster-down cluster-status demo bench clean
+.PHONY: help venv manifests lint trivy postgres unit test e2e cluster-up cluster-down cluster-status demo bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -32,12 +32,15 @@ lint: $(STAMP) ## ruff (lint + format check), mypy --strict, import-layer contra
 trivy: $(STAMP) ## Build trivy (pinned, from its Go module; cached) for the scans the tests run for real
 	@$(BIN)/python -m e2e.localcluster.build trivy
 
-unit: trivy ## Unit and integration tests only (no lint)
+postgres: $(STAMP) ## Install PostgreSQL from the OS packages if missing (the audit store's tests start their own server)
+	@$(BIN)/python -c "from e2e.localpg import ensure_installed; ensure_installed()"
+
+unit: trivy postgres ## Unit and integration tests only (no lint)
 	@$(BIN)/pytest
 
 test: lint unit ## Lint, then unit and integration tests (the README's test command)
 
-e2e: trivy ## e2e tier on a real API server: the local control plane (built from source), or KUBECONFIG
+e2e: trivy postgres ## e2e tier on a real API server: the local control plane (built from source), or KUBECONFIG
 	@$(BIN)/python -m e2e.localcluster.build
 	@$(BIN)/pytest e2e $(E2E_ARGS)
 

@@ -171,6 +171,90 @@ class KubeApi:
                 return None
             raise
 
+    async def read_config_map(self, namespace: str, name: str) -> tuple[dict[str, str], str] | None:
+        """A ConfigMap's data and resourceVersion; None if there is none."""
+
+        def call() -> tuple[dict[str, str], str]:
+            found = self._core.read_namespaced_config_map(name, namespace)
+            version = found.metadata.resource_version if found.metadata else ""
+            return dict(found.data or {}), str(version or "")
+
+        try:
+            return await _with_retries(call)
+        except ApiException as error:
+            if error.status == NOT_FOUND:
+                return None
+            raise
+
+    async def write_config_map(
+        self,
+        namespace: str,
+        name: str,
+        data: dict[str, str],
+        *,
+        labels: dict[str, str],
+        resource_version: str | None = None,
+        immutable: bool = False,
+    ) -> bool:
+        """Create the ConfigMap (no resourceVersion) or replace it only if it is still at
+        `resource_version` (compare-and-swap); False when it exists / changed meanwhile."""
+        body = client.V1ConfigMap(
+            metadata=client.V1ObjectMeta(
+                name=name, namespace=namespace, labels=labels, resource_version=resource_version
+            ),
+            data=data,
+            immutable=immutable or None,
+        )
+
+        def call() -> None:
+            if resource_version is None:
+                self._core.create_namespaced_config_map(namespace, body)
+            else:
+                self._core.replace_namespaced_config_map(name, namespace, body)
+
+        try:
+            await _with_retries(call)
+        except ApiException as error:
+            if error.status == CONFLICT:
+                return False
+            raise
+        return True
+
+    async def delete_config_map(self, namespace: str, name: str) -> None:
+        def call() -> None:
+            self._core.delete_namespaced_config_map(name, namespace)
+
+        try:
+            await _with_retries(call)
+        except ApiException as error:
+            if error.status != NOT_FOUND:
+                raise
+
+    async def create_secret(self, namespace: str, name: str, data: dict[str, bytes]) -> bool:
+        """Create a Secret; False if it exists already."""
+        body = client.V1Secret(
+            metadata=client.V1ObjectMeta(name=name, namespace=namespace),
+            data={key: base64.b64encode(value).decode() for key, value in data.items()},
+        )
+
+        def call() -> None:
+            self._core.create_namespaced_secret(namespace, body)
+
+        try:
+            await _with_retries(call)
+        except ApiException as error:
+            if error.status == CONFLICT:
+                return False
+            raise
+        return True
+
+    async def namespace_uid(self, name: str) -> str:
+        def call() -> str:
+            meta = self._core.read_namespace(name).metadata
+            return str(meta.uid if meta else "")
+
+        return await _with_retries(call)
+
     async def list_cluster(self, plural: str) -> list[dict[str, Any]]:
         """Every object of a cluster-scoped kind of ours (policies: few by nature)."""
 

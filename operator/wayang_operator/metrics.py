@@ -22,6 +22,15 @@ SCAN_SECONDS = Histogram(
     "Time of one trivy run",
     buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600),
 )
+AUDIT_APPENDED = Counter("wayang_audit_entries_appended_total", "Entries appended to the audit log")
+AUDIT_APPEND_SECONDS = Histogram(
+    "wayang_audit_append_duration_seconds",
+    "Time to append a batch to the audit log (retries included)",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+AUDIT_CHECKPOINT_SIZE = Gauge(
+    "wayang_audit_checkpoint_size", "Entries covered by the latest signed checkpoint"
+)
 DATABASE_AGE = Gauge(
     "wayang_scan_database_age_seconds", "Age of trivy's vulnerability database at the last scan"
 )

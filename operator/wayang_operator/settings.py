@@ -7,6 +7,7 @@ default that works for a local run against `make cluster-up`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -64,5 +65,12 @@ class OperatorSettings(BaseSettings):
     """Seconds before a scan that failed with a retryable error runs again (doubling, max 1h)."""
     scan_check_interval: float = Field(default=60.0, gt=0)
     """Seconds between checks for due rescans (interval reached, or trivy's database changed)."""
+    audit_store: Literal["configmap", "postgres", "log"] = "configmap"
+    """Where the tamper-evident audit log lives: ConfigMaps of `audit_namespace` (default),
+    PostgreSQL (`audit_postgres_dsn`), or only log lines (tests without an API server)."""
+    audit_namespace: str = "default"
+    """The operator's own namespace: audit ConfigMaps and the signing key Secret live there."""
+    audit_postgres_dsn: str | None = None
+    """libpq connection string of the PostgreSQL audit store (its role may only INSERT/SELECT)."""
     webhook_configuration: str = "wayang.io"
     """Name of the Mutating/ValidatingWebhookConfiguration the operator keeps up to date."""

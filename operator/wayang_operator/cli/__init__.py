@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import keys, scan, validate
+from . import audit, keys, scan, validate
 
 INTERNAL_ERROR = 3
 """Exit code for a bug in wayang itself (0: valid, 1: invalid input, 2: usage)."""
@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.register(commands)
     keys.register(commands)
     scan.register(commands)
+    audit.register(commands)
     return parser
 
 

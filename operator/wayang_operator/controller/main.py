@@ -15,7 +15,7 @@ from prometheus_client import start_http_server
 
 from ..kube import load_configuration
 from ..settings import OperatorSettings
-from . import admission, handlers, namespaces, scanning  # noqa: F401 - importing registers
+from . import admission, auditing, handlers, namespaces, scanning  # noqa: F401 - registers
 from .certs import ensure_certificate
 from .runtime import RUNTIME
 from .webhook_server import WebhookServer

@@ -22,6 +22,7 @@ from typing import Any
 import kopf
 
 from .. import metrics
+from ..api.audit import Actor, ActorType, AuditEventType
 from ..api.descriptor import ImplementationType, PluginDescriptor
 from ..api.errors import ErrorType
 from ..api.meta import Condition
@@ -209,6 +210,24 @@ def _announce(snapshot: PluginSnapshot, evaluation: Evaluation) -> None:
     )
 
 
+def actor_of(kind: AuditEventType, snapshot: PluginSnapshot, evaluation: Evaluation) -> Actor:
+    """Who a decision is attributed to: the admission-stamped publisher for a registration, the
+    approvers, rejecter or revoker for approval decisions, the operator for everything else."""
+    outcome = evaluation.approval
+    if kind is AuditEventType.REGISTERED:
+        publisher = Requester.from_annotations(snapshot.annotations)
+        if publisher is not None:
+            return Actor(type=ActorType.USER, id=publisher.username)
+    if kind is AuditEventType.APPROVED and outcome is not None:
+        if outcome.approvers:
+            return Actor(type=ActorType.USER, id=", ".join(outcome.approvers)[:256])
+        if outcome.auto_approved_by:
+            return Actor(type=ActorType.AUTOMATED, id=f"auto-approval/{outcome.auto_approved_by}")
+    if kind in (AuditEventType.REJECTED, AuditEventType.REVOKED) and outcome and outcome.decided_by:
+        return Actor(type=ActorType.USER, id=outcome.decided_by)
+    return Actor(type=ActorType.SYSTEM, id="wayang-operator")
+
+
 def audit_id(snapshot: PluginSnapshot, kind: str, message: str) -> str:
     digest = hashlib.sha256(
         f"{snapshot.uid}/{snapshot.generation}/{kind}/{message}".encode()
@@ -255,6 +274,7 @@ async def reconcile(
                 plugin_id=spec.id if spec else name,
                 version=spec.version if spec else None,
                 tenant=namespace,
+                actor=actor_of(kind, snapshot, evaluation),
                 details={
                     "plugin": name,
                     "digest": spec.implementation.digest if spec else None,

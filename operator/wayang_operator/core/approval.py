@@ -86,6 +86,8 @@ class ApprovalOutcome:
     approvers: tuple[str, ...] = ()
     auto_approved_by: str | None = None
     records: dict[str, RecordVerdict] = field(default_factory=dict)
+    decided_by: str | None = None
+    """Who rejected or revoked (the audit entry's actor)."""
 
 
 def _matches(spec: PluginApprovalSpec, artifact: Artifact) -> str | None:
@@ -178,12 +180,18 @@ def decide(
     if counted[Decision.REVOKE]:
         name, user = counted[Decision.REVOKE][0]
         return ApprovalOutcome(
-            ApprovalState.REVOKED, f"revoked by {user} (PluginApproval {name})", records=verdicts
+            ApprovalState.REVOKED,
+            f"revoked by {user} (PluginApproval {name})",
+            records=verdicts,
+            decided_by=user,
         )
     if counted[Decision.REJECT]:
         name, user = counted[Decision.REJECT][0]
         return ApprovalOutcome(
-            ApprovalState.REJECTED, f"rejected by {user} (PluginApproval {name})", records=verdicts
+            ApprovalState.REJECTED,
+            f"rejected by {user} (PluginApproval {name})",
+            records=verdicts,
+            decided_by=user,
         )
 
     approvers = tuple(sorted({user for _, user in counted[Decision.APPROVE]}))

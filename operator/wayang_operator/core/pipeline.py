@@ -276,6 +276,10 @@ _AUDITED = {
 def _decisions(gates: list[Gate], facts: Facts) -> list[tuple[AuditEventType, str]]:
     before = {c.type: c.reason for c in facts.previous}
     decisions = []
+    if not facts.previous:
+        decisions.append((AuditEventType.REGISTERED, f"generation {facts.generation} registered"))
+    elif all(c.observed_generation != facts.generation for c in facts.previous):
+        decisions.append((AuditEventType.UPDATED, f"generation {facts.generation} registered"))
     for gate in gates:
         if before.get(gate.type.value) == gate.reason.value:
             continue

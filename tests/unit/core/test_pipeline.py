@@ -3,6 +3,7 @@ audit decisions that changed."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from tests import documents as d
@@ -69,7 +70,10 @@ def test_approved_plugin_is_ready_and_the_decision_is_audited_once() -> None:
     first = evaluate(facts(approvals=[record("a", "approver-1")]), NOW)
     assert first.phase is PluginPhase.READY
     assert first.review_status is ReviewStatus.APPROVED
-    assert [event for event, _ in first.decisions] == [AuditEventType.APPROVED]
+    assert [event for event, _ in first.decisions] == [
+        AuditEventType.REGISTERED,
+        AuditEventType.APPROVED,
+    ]
     again = evaluate(facts(approvals=[record("a", "approver-1")], previous=first.conditions), LATER)
     assert again.decisions == [], "re-evaluating an unchanged plugin decides nothing twice"
     assert {c.last_transition_time for c in again.conditions} == {NOW}
@@ -144,7 +148,10 @@ def test_scan_gate_waits_then_passes_or_blocks() -> None:
     )
     assert passed.phase is PluginPhase.READY
     assert AuditEventType.SCANNED in [event for event, _ in passed.decisions]
-    assert [event for event, _ in failed.decisions] == [AuditEventType.SCANNED]
+    assert [event for event, _ in failed.decisions] == [
+        AuditEventType.REGISTERED,
+        AuditEventType.SCANNED,
+    ]
     assert failed.last_error is not None
     assert failed.last_error.type is ErrorType.SECURITY_ERROR
 
@@ -162,7 +169,10 @@ def test_a_scan_that_could_not_run_keeps_its_error_type() -> None:
     assert scanned.reason == "ScanError"
     assert result.last_error is not None
     assert result.last_error.type is ErrorType.TIMEOUT
-    assert [event for event, _ in result.decisions] == [AuditEventType.ERROR]
+    assert [event for event, _ in result.decisions] == [
+        AuditEventType.REGISTERED,
+        AuditEventType.ERROR,
+    ]
 
 
 def test_digest_change_after_approval_drops_back_to_awaiting() -> None:
@@ -241,3 +251,11 @@ def test_disabled_plugins_are_not_ready() -> None:
     result = evaluate(facts(spec, approvals=[record("a", "approver-1")]), NOW)
     assert result.phase is PluginPhase.DISABLED
     assert status(result)["Ready"] == ("False", "Disabled")
+
+
+def test_a_new_generation_is_recorded_as_an_update() -> None:
+    first = evaluate(facts(approvals=[record("a", "approver-1")]), NOW)
+    changed = facts(approvals=[record("a", "approver-1")], previous=first.conditions)
+    second = evaluate(dataclasses.replace(changed, generation=2), LATER)
+    assert (AuditEventType.UPDATED, "generation 2 registered") in second.decisions
+    assert AuditEventType.REGISTERED not in [event for event, _ in second.decisions]
