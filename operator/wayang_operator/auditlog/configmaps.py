@@ -86,6 +86,7 @@ class ConfigMapStore:
     signer: Signer
     fault: Callable[[str], None] = lambda step: None
     """Called after each write (`segment-created`, `head-moved`); tests raise there to crash."""
+    seal_entries: int = SEAL_ENTRIES
     state: LogState = field(default_factory=LogState)
     segments: int = 0
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -177,7 +178,7 @@ class ConfigMapStore:
                 checkpoint = self.signer.sign(size, frontier.root())
                 tail = loads(head.get("tail", "")) + records
                 segments = self.segments
-                if len(tail) >= SEAL_ENTRIES or len(dumps(tail)) >= SEAL_BYTES:
+                if len(tail) >= self.seal_entries or len(dumps(tail)) >= SEAL_BYTES:
                     sealed = {
                         "records": dumps(tail),
                         "checkpoint": checkpoint,
