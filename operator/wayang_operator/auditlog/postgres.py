@@ -156,10 +156,10 @@ async def read_snapshot(connection: psycopg.AsyncConnection[Any]) -> Snapshot:
             "SELECT note FROM wayang_audit_checkpoints ORDER BY size DESC LIMIT 1"
         )
         latest = await cursor.fetchone()
-        cursor = await connection.execute(
-            "SELECT DISTINCT ON (size / %s) note FROM wayang_audit_checkpoints "
-            "ORDER BY size / %s, size DESC",
-            (SEALED_EVERY, SEALED_EVERY),
-        )
+        sealed_query = sql.SQL(
+            "SELECT DISTINCT ON (size / {every}) note FROM wayang_audit_checkpoints "
+            "ORDER BY size / {every}, size DESC"
+        ).format(every=sql.Literal(SEALED_EVERY))
+        cursor = await connection.execute(sealed_query)
         sealed = [row[0] for row in await cursor.fetchall()]
     return Snapshot(records=records, checkpoint=latest[0] if latest else None, sealed=sealed)

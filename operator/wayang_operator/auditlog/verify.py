@@ -116,6 +116,7 @@ def _order(records: Sequence[Mapping[str, Any]]) -> list[Finding]:
 def _chain(records: Sequence[Mapping[str, Any]]) -> tuple[list[bytes], Finding | None]:
     """The stored hashes (leaves' data) and the first break of the chain, if any."""
     hashes: list[bytes] = []
+    links: list[bytes] = []
     previous, broken = GENESIS, None
     for position, record in enumerate(records):
         index = record.get("i", position)
@@ -130,6 +131,7 @@ def _chain(records: Sequence[Mapping[str, Any]]) -> tuple[list[bytes], Finding |
             hashes.append(bytes(32))
             continue
         hashes.append(stored)
+        links.append(link)
         if broken is None and chain_hash(link, entry) != stored:
             broken = Finding(Kind.MODIFIED, index, f"entry {index} does not match its hash")
         elif broken is None and link != previous:
@@ -137,7 +139,28 @@ def _chain(records: Sequence[Mapping[str, Any]]) -> tuple[list[bytes], Finding |
                 Kind.MODIFIED, index, f"entry {index} does not follow the entry stored before it"
             )
         previous = stored
+    if broken is not None and broken.message.endswith("stored before it"):
+        broken = _moved(records, hashes, links, broken)
     return hashes, broken
+
+
+def _moved(
+    records: Sequence[Mapping[str, Any]],
+    hashes: list[bytes],
+    links: list[bytes],
+    broken: Finding,
+) -> Finding:
+    """An intact entry whose link names an entry stored later was moved: reordered."""
+    position = next(p for p, r in enumerate(records) if r.get("i", p) == broken.index)
+    stored_at = {digest: p for p, digest in enumerate(hashes)}
+    follows = stored_at.get(links[position])
+    if follows is not None and follows > position:
+        return Finding(
+            Kind.REORDERED,
+            broken.index,
+            f"entry {broken.index} holds the entry that follows entry {follows}: entries moved",
+        )
+    return broken
 
 
 def _covers(hashes: list[bytes], checkpoint: Checkpoint) -> bool:

@@ -163,3 +163,12 @@ def test_the_hash_covers_everything_but_itself(field: str) -> None:
     entry = Log(1).records[0]["entry"]
     assert canonical(entry) == canonical({**entry, field: "anything"})
     assert canonical(entry) != canonical({**entry, "version": "9.9.9"})
+
+
+def test_entries_swapped_in_place_are_reordered() -> None:
+    """A store that orders by index (PostgreSQL) shows a swap as moved contents, not indexes."""
+    log = Log(12)
+    records = copy.deepcopy(log.records)
+    records[5]["entry"], records[6]["entry"] = records[6]["entry"], records[5]["entry"]
+    records[5]["prev"], records[6]["prev"] = records[6]["prev"], records[5]["prev"]
+    assert kinds(log.snapshot(records))[0] == (Kind.REORDERED, 5)
