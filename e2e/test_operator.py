@@ -10,9 +10,12 @@ the kind node can reach.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -29,12 +32,22 @@ from e2e.flow import (
 from e2e.operator_process import Operator, remove_webhooks
 from wayang_operator.api.descriptor import PluginDescriptor
 from wayang_operator.api.resources import KeyAlgorithm
+from wayang_operator.auditlog.log import dumps, loads
 from wayang_operator.core import signing
+
+AUDIT_NAMESPACE = "wayang-e2e-audit"
+"""This module's operator keeps its audit log here (a test tampers with it at the end)."""
 
 
 @pytest.fixture(scope="module")
 def operator(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
-    running = Operator(kube, tmp_path_factory.mktemp("operator"))
+    kube.run("delete", "namespace", AUDIT_NAMESPACE, "--ignore-not-found", "--wait=true")
+    kube.run("create", "namespace", AUDIT_NAMESPACE)
+    running = Operator(
+        kube,
+        tmp_path_factory.mktemp("operator"),
+        env={"WAYANG_AUDIT_NAMESPACE": AUDIT_NAMESPACE},
+    )
     running.start()
     try:
         yield running
@@ -274,3 +287,54 @@ def test_metrics_and_liveness_are_served(kube: Kube, tenant: str, operator: Oper
         assert series in text, series
     assert tenant not in text, "no namespace or plugin names in label values"
     assert operator._alive()
+
+
+def audit(kube: Kube, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "wayang"), "audit", *args, "-n", AUDIT_NAMESPACE],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"KUBECONFIG": str(kube.kubeconfig), "PATH": "/usr/bin:/bin"},
+    )
+
+
+def test_the_audit_log_records_the_flow_and_detects_tampering(
+    kube: Kube, tenant: str, tmp_path: Path
+) -> None:
+    """Runs last in this module: it tampers with the module's audit log."""
+    kube.apply(plugin(), user="publisher-1", namespace=tenant)
+    phase_becomes(kube, tenant, "pii-redactor", "AwaitingApproval")
+    assert approval(kube, tenant, "pii-redactor", "approver-1").returncode == 0
+    phase_becomes(kube, tenant, "pii-redactor", "Ready")
+    exported = [json.loads(line) for line in audit(kube, "export").stdout.splitlines()]
+    ours = [r for r in exported if r["entry"].get("tenantId") == tenant]
+    flow = [(r["entry"]["eventType"], r["entry"]["actor"]["id"]) for r in ours]
+    assert flow == [
+        ("PLUGIN_REGISTERED", "publisher-1"),
+        ("PLUGIN_APPROVED", "approver-1"),
+    ], flow
+    assert [r["i"] for r in ours] == sorted(r["i"] for r in ours)
+
+    vkey = tmp_path / "audit.vkey"
+    vkey.write_text(audit(kube, "pubkey").stdout)
+    verified = audit(kube, "verify", "--vkey", str(vkey))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+    approved = ours[1]
+    name, key = "wayang-audit-head", "tail"
+    where = kube.get("configmap", name, AUDIT_NAMESPACE)["data"]
+    # this module writes far fewer entries than a segment holds: the entry is in the open tail
+    assert approved["entry"]["hash"] in where[key]
+    tail = loads(where[key])
+    target = next(r for r in tail if r["i"] == approved["i"])
+    target["entry"]["actor"]["id"] = "approver-2"  # someone rewrites who approved
+    tampered = dumps(tail)
+    kube.run(
+        "patch", "configmap", name, "--type=merge", "-p", json.dumps({"data": {key: tampered}}),
+        namespace=AUDIT_NAMESPACE,
+    )  # fmt: skip
+    failed = audit(kube, "verify", "--vkey", str(vkey))
+    assert failed.returncode == 1
+    assert f"FAIL modified at entry {approved['i']}" in failed.stdout
+    assert f"first bad index: {approved['i']}" in failed.stdout
