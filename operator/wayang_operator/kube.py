@@ -195,9 +195,10 @@ class KubeApi:
         labels: dict[str, str],
         resource_version: str | None = None,
         immutable: bool = False,
-    ) -> bool:
+    ) -> str | None:
         """Create the ConfigMap (no resourceVersion) or replace it only if it is still at
-        `resource_version` (compare-and-swap); False when it exists / changed meanwhile."""
+        `resource_version` (compare-and-swap): its new resourceVersion, or None when it exists
+        already / changed meanwhile."""
         body = client.V1ConfigMap(
             metadata=client.V1ObjectMeta(
                 name=name, namespace=namespace, labels=labels, resource_version=resource_version
@@ -206,19 +207,19 @@ class KubeApi:
             immutable=immutable or None,
         )
 
-        def call() -> None:
+        def call() -> str:
             if resource_version is None:
-                self._core.create_namespaced_config_map(namespace, body)
+                written = self._core.create_namespaced_config_map(namespace, body)
             else:
-                self._core.replace_namespaced_config_map(name, namespace, body)
+                written = self._core.replace_namespaced_config_map(name, namespace, body)
+            return str(written.metadata.resource_version if written.metadata else "")
 
         try:
-            await _with_retries(call)
+            return await _with_retries(call)
         except ApiException as error:
             if error.status == CONFLICT:
-                return False
+                return None
             raise
-        return True
 
     async def delete_config_map(self, namespace: str, name: str) -> None:
         def call() -> None:

@@ -91,6 +91,9 @@ class ConfigMapStore:
     segments: int = 0
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _opened: bool = False
+    _head_cache: tuple[dict[str, str], str] | None = None
+    """The head as this writer last wrote it: appends compare-and-swap against it without reading
+    first; a conflict (another writer, or a tampered head) clears it and reads."""
 
     async def _head(self) -> tuple[dict[str, str], str]:
         found = await self.api.read_config_map(self.namespace, HEAD)
@@ -170,7 +173,8 @@ class ConfigMapStore:
         started = time.monotonic()
         async with self._lock:
             for _ in range(ATTEMPTS):
-                head, version = await self._sync()
+                head, version = self._head_cache or await self._sync()
+                self._head_cache = None
                 records, frontier = self.state.prepare(batch)
                 if not records:
                     return 0
@@ -185,8 +189,11 @@ class ConfigMapStore:
                         "first": str(tail[0]["i"]),
                     }
                     name = segment_name(segments + 1)
-                    if not await self.api.write_config_map(
-                        self.namespace, name, sealed, labels=LABELS, immutable=True
+                    if (
+                        await self.api.write_config_map(
+                            self.namespace, name, sealed, labels=LABELS, immutable=True
+                        )
+                        is None
                     ):
                         continue  # a leftover of a crash or of a lost race: _sync settles it
                     self.fault("segment-created")
@@ -197,11 +204,13 @@ class ConfigMapStore:
                     "tail": dumps(tail),
                     "checkpoint": checkpoint,
                 }
-                if not await self.api.write_config_map(
+                written = await self.api.write_config_map(
                     self.namespace, HEAD, moved, labels=LABELS, resource_version=version
-                ):
+                )
+                if written is None:
                     continue  # another replica appended first: read its entries, go after them
                 self.fault("head-moved")
+                self._head_cache = (moved, written)
                 self.state.commit(records, frontier)
                 self.segments = segments
                 metrics.AUDIT_APPENDED.inc(len(records))

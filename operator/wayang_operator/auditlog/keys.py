@@ -51,6 +51,11 @@ class Signer:
         """A signed checkpoint note for a log of `size` entries with Merkle root `root`."""
         return note.sign(note.checkpoint_body(self.origin, size, root), self.name, self.private_key)
 
+    @classmethod
+    def generate(cls, origin: str) -> Signer:
+        """A fresh key (tests and benchmarks; the operator keeps its key in a Secret)."""
+        return cls(Ed25519PrivateKey.generate(), origin)
+
     @property
     def verifier(self) -> Verifier:
         return Verifier(self.name, self.private_key.public_key(), self.origin)
