@@ -5,8 +5,11 @@ inside an append, and two writers at once. Each test has its own database."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -217,3 +220,31 @@ async def test_two_writers_at_once(database: tuple[str, str]) -> None:
     report = await check(database)
     assert report.ok, report.findings
     assert report.size == 80
+
+
+def wayang_audit(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "wayang"), "audit", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+async def test_the_cli_reads_postgres(
+    log: PostgresStore, database: tuple[str, str], tmp_path: Path
+) -> None:
+    vkey = tmp_path / "audit.vkey"
+    vkey.write_text(SIGNER.vkey)
+    pinned = ("--postgres", database[1], "--vkey", str(vkey), "--origin", SIGNER.origin)
+    ok = wayang_audit("verify", *pinned)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "30 entries" in ok.stdout
+    shown = wayang_audit("show", "--postgres", database[1], "--since", "2026-11-22T00:00:00Z")
+    assert len(shown.stdout.splitlines()) == 30
+    checkpoint = wayang_audit("checkpoint", "--postgres", database[1]).stdout
+    assert checkpoint.startswith(SIGNER.origin + "\n30\n")
+    tamper(database, "DELETE FROM wayang_audit_entries WHERE idx = 4")
+    bad = wayang_audit("verify", *pinned)
+    assert bad.returncode == 1
+    assert "FAIL deleted at entry 4" in bad.stdout

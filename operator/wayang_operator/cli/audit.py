@@ -100,7 +100,9 @@ async def _published(namespace: str) -> tuple[str, str] | None:
 
 
 def _verifier(args: argparse.Namespace) -> Verifier | str:
-    published = asyncio.run(_published(args.namespace))
+    published = None
+    if not (args.vkey and args.origin):  # else no cluster is needed (PostgreSQL, offline copies)
+        published = asyncio.run(_published(args.namespace))
     vkey = args.vkey.read_text().strip() if args.vkey else (published[0] if published else None)
     origin = args.origin or (published[1] if published else None)
     if vkey is None or origin is None:
