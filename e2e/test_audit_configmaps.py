@@ -7,16 +7,15 @@ import asyncio
 import json
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from kubernetes import config
+from tests.documents import logged_event as event
 
 from e2e.conftest import Kube
-from wayang_operator.api.audit import Actor, ActorType, AuditEventType, PluginAuditEvent
 from wayang_operator.auditlog import configmaps
 from wayang_operator.auditlog.configmaps import ConfigMapStore, segment_name, signer_for
 from wayang_operator.auditlog.keys import Signer
@@ -25,19 +24,6 @@ from wayang_operator.auditlog.verify import Kind, Report, verify
 from wayang_operator.kube import KubeApi
 
 SEAL = 10
-
-
-def event(number: int, writer: str = "a") -> PluginAuditEvent:
-    return PluginAuditEvent(
-        audit_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{writer}/{number}")),
-        event_type=AuditEventType.APPROVED,
-        plugin_id="acme/redactor",
-        version="1.0.0",
-        tenant_id="team-a",
-        actor=Actor(type=ActorType.USER, id=f"approver-{number}"),
-        timestamp="2026-11-22T10:00:00Z",
-        details={"plugin": "redactor", "message": f"decision {number} by {writer}"},
-    )
 
 
 class CrashError(Exception):

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import copy
 import re
+import uuid
 from typing import Any
+
+from wayang_operator.api.audit import Actor, ActorType, AuditEventType, PluginAuditEvent
 
 DELETE = object()
 """Pass as a value to `mutated` to remove the field."""
@@ -121,3 +124,17 @@ def mutated(document: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     else:
         node[last] = value
     return result
+
+
+def logged_event(number: int, writer: str = "a") -> PluginAuditEvent:
+    """A distinct, deterministic audit event: the same (number, writer) is the same audit id."""
+    return PluginAuditEvent(
+        audit_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{writer}/{number}")),
+        event_type=AuditEventType.APPROVED,
+        plugin_id="acme/redactor",
+        version="1.0.0",
+        tenant_id="team-a",
+        actor=Actor(type=ActorType.USER, id=f"approver-{number}"),
+        timestamp="2026-11-22T10:00:00Z",
+        details={"plugin": "redactor", "message": f"decision {number} by {writer}"},
+    )

@@ -64,6 +64,17 @@ async def _with_retries(call: Callable[[], T]) -> T:
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 
+async def _unless(status: int, call: Callable[[], T]) -> T | None:
+    """The call's result, or None when the API answers `status`: 404 (gone) and 409 (exists
+    already, or changed since it was read) are outcomes here, not errors."""
+    try:
+        return await _with_retries(call)
+    except ApiException as error:
+        if error.status == status:
+            return None
+        raise
+
+
 class KubeApi:
     def __init__(self) -> None:
         self._custom = client.CustomObjectsApi()
@@ -83,12 +94,7 @@ class KubeApi:
             )
             return record, str(meta.resource_version if meta else "")
 
-        try:
-            return await _with_retries(call)
-        except ApiException as error:
-            if error.status == NOT_FOUND:
-                return None
-            raise
+        return await _unless(NOT_FOUND, call)
 
     async def write_lease(
         self,
@@ -113,19 +119,14 @@ class KubeApi:
             ),
         )
 
-        def call() -> None:
+        def call() -> bool:
             if resource_version is None:
                 self._leases.create_namespaced_lease(namespace, body)
             else:
                 self._leases.replace_namespaced_lease(name, namespace, body)
+            return True
 
-        try:
-            await _with_retries(call)
-        except ApiException as error:
-            if error.status == CONFLICT:
-                return False
-            raise
-        return True
+        return await _unless(CONFLICT, call) is not None
 
     async def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         """One of our objects as the API server holds it now; None if there is none."""
@@ -136,26 +137,16 @@ class KubeApi:
             )
             return cast(dict[str, Any], found)
 
-        try:
-            return await _with_retries(call)
-        except ApiException as error:
-            if error.status == NOT_FOUND:
-                return None
-            raise
+        return await _unless(NOT_FOUND, call)
 
     async def create(self, plural: str, namespace: str, body: dict[str, Any]) -> bool:
         """Create one of our objects; False if it exists already (creation is idempotent)."""
 
-        def call() -> None:
+        def call() -> bool:
             self._custom.create_namespaced_custom_object(GROUP, VERSION, namespace, plural, body)
+            return True
 
-        try:
-            await _with_retries(call)
-        except ApiException as error:
-            if error.status == CONFLICT:
-                return False
-            raise
-        return True
+        return await _unless(CONFLICT, call) is not None
 
     async def secret_data(self, namespace: str, name: str) -> dict[str, bytes] | None:
         """A Secret's decoded data; None if there is no such Secret."""
@@ -164,12 +155,7 @@ class KubeApi:
             data = self._core.read_namespaced_secret(name, namespace).data or {}
             return {key: base64.b64decode(value) for key, value in data.items()}
 
-        try:
-            return await _with_retries(call)
-        except ApiException as error:
-            if error.status == NOT_FOUND:
-                return None
-            raise
+        return await _unless(NOT_FOUND, call)
 
     async def read_config_map(self, namespace: str, name: str) -> tuple[dict[str, str], str] | None:
         """A ConfigMap's data and resourceVersion; None if there is none."""
@@ -179,12 +165,7 @@ class KubeApi:
             version = found.metadata.resource_version if found.metadata else ""
             return dict(found.data or {}), str(version or "")
 
-        try:
-            return await _with_retries(call)
-        except ApiException as error:
-            if error.status == NOT_FOUND:
-                return None
-            raise
+        return await _unless(NOT_FOUND, call)
 
     async def write_config_map(
         self,
@@ -214,22 +195,13 @@ class KubeApi:
                 written = self._core.replace_namespaced_config_map(name, namespace, body)
             return str(written.metadata.resource_version if written.metadata else "")
 
-        try:
-            return await _with_retries(call)
-        except ApiException as error:
-            if error.status == CONFLICT:
-                return None
-            raise
+        return await _unless(CONFLICT, call)
 
     async def delete_config_map(self, namespace: str, name: str) -> None:
         def call() -> None:
             self._core.delete_namespaced_config_map(name, namespace)
 
-        try:
-            await _with_retries(call)
-        except ApiException as error:
-            if error.status != NOT_FOUND:
-                raise
+        await _unless(NOT_FOUND, call)
 
     async def create_secret(self, namespace: str, name: str, data: dict[str, bytes]) -> bool:
         """Create a Secret; False if it exists already."""
@@ -238,16 +210,11 @@ class KubeApi:
             data={key: base64.b64encode(value).decode() for key, value in data.items()},
         )
 
-        def call() -> None:
+        def call() -> bool:
             self._core.create_namespaced_secret(namespace, body)
+            return True
 
-        try:
-            await _with_retries(call)
-        except ApiException as error:
-            if error.status == CONFLICT:
-                return False
-            raise
-        return True
+        return await _unless(CONFLICT, call) is not None
 
     async def namespace_uid(self, name: str) -> str:
         def call() -> str:
@@ -279,15 +246,10 @@ class KubeApi:
     ) -> Gone | None:
         """Merge-patch the status subresource; `Gone` if the object was deleted meanwhile."""
 
-        def call() -> None:
+        def call() -> bool:
             self._custom.patch_namespaced_custom_object_status(
                 GROUP, VERSION, namespace, plural, name, {"status": status}
             )
+            return True
 
-        try:
-            await _with_retries(call)
-        except ApiException as error:
-            if error.status == NOT_FOUND:
-                return Gone(namespace, name)
-            raise
-        return None
+        return None if await _unless(NOT_FOUND, call) else Gone(namespace, name)

@@ -16,26 +16,13 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from e2e import localpg
 
-from wayang_operator.api.audit import Actor, ActorType, AuditEventType, PluginAuditEvent
+from tests.documents import logged_event as event
 from wayang_operator.auditlog.keys import Signer
 from wayang_operator.auditlog.postgres import PostgresStore, initialize, snapshot
 from wayang_operator.auditlog.verify import Kind, Report, verify
 
 ROLE = "wayang_audit"
 SIGNER = Signer(Ed25519PrivateKey.generate(), "wayang.io/audit/test-cluster")
-
-
-def event(number: int, writer: str = "a") -> PluginAuditEvent:
-    return PluginAuditEvent(
-        audit_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{writer}/{number}")),
-        event_type=AuditEventType.APPROVED,
-        plugin_id="acme/redactor",
-        version="1.0.0",
-        tenant_id="team-a",
-        actor=Actor(type=ActorType.USER, id=f"approver-{number}"),
-        timestamp="2026-11-22T10:00:00Z",
-        details={"plugin": "redactor", "message": f"decision {number} by {writer}"},
-    )
 
 
 def dsn(server: localpg.Server, database: str, user: str = "postgres") -> str:
