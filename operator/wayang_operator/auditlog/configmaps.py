@@ -38,7 +38,7 @@ PUBLIC = "wayang-audit-pubkey"
 SECRET = "wayang-audit-key"  # noqa: S105 - the Secret's name
 SEGMENT = "wayang-audit-{:06d}"
 LABELS = {"app.kubernetes.io/part-of": "wayang-audit"}
-SEAL_ENTRIES = 500
+SEAL_ENTRIES = 200
 SEAL_BYTES = 512 * 1024
 ATTEMPTS = 50
 
@@ -102,6 +102,7 @@ class ConfigMapStore:
                 "size": "0",
                 "segments": "0",
                 "tail": "",
+                "tailStart": "0",
                 "checkpoint": self.signer.sign(0, Frontier().root()),
             }
             await self.api.write_config_map(self.namespace, HEAD, empty, labels=LABELS)
@@ -141,6 +142,7 @@ class ConfigMapStore:
                 "size": str(records[-1]["i"] + 1),
                 "segments": str(int(head["segments"]) + 1),
                 "tail": "",
+                "tailStart": str(records[-1]["i"] + 1),
                 "checkpoint": found[0]["checkpoint"],
             }
             await self.api.write_config_map(
@@ -167,6 +169,13 @@ class ConfigMapStore:
                 return head, version
         raise StoreError("the audit head kept moving")
 
+    def _tail_start(self, head: dict[str, str]) -> int:
+        """Index of the tail's first entry (heads written before `tailStart` existed: parse)."""
+        if "tailStart" in head:
+            return int(head["tailStart"])
+        tail = loads(head.get("tail", ""))
+        return int(tail[0]["i"]) if tail else int(head["size"])
+
     async def append(self, events: Iterable[PluginAuditEvent]) -> int:
         """Append the events not in the log yet; returns how many were new."""
         batch = list(events)
@@ -180,13 +189,15 @@ class ConfigMapStore:
                     return 0
                 size = self.state.size + len(records)
                 checkpoint = self.signer.sign(size, frontier.root())
-                tail = loads(head.get("tail", "")) + records
+                # the tail's text grows by the new lines: no re-parsing of what is there
+                text = head.get("tail", "") + dumps(records)
+                count = int(head["size"]) - self._tail_start(head) + len(records)
                 segments = self.segments
-                if len(tail) >= self.seal_entries or len(dumps(tail)) >= SEAL_BYTES:
+                if count >= self.seal_entries or len(text) >= SEAL_BYTES:
                     sealed = {
-                        "records": dumps(tail),
+                        "records": text,
                         "checkpoint": checkpoint,
-                        "first": str(tail[0]["i"]),
+                        "first": str(self._tail_start(head)),
                     }
                     name = segment_name(segments + 1)
                     if (
@@ -197,12 +208,13 @@ class ConfigMapStore:
                     ):
                         continue  # a leftover of a crash or of a lost race: _sync settles it
                     self.fault("segment-created")
-                    segments, tail = segments + 1, []
+                    segments, text = segments + 1, ""
                 moved = {
                     "size": str(size),
                     "segments": str(segments),
-                    "tail": dumps(tail),
+                    "tail": text,
                     "checkpoint": checkpoint,
+                    "tailStart": str(size if not text else self._tail_start(head)),
                 }
                 written = await self.api.write_config_map(
                     self.namespace, HEAD, moved, labels=LABELS, resource_version=version
