@@ -1,0 +1,288 @@
+"""What an approved plugin runs as: the Kubernetes objects, rendered from its descriptor and the
+policies that govern it, with no API access (so every sandbox level, capability set and resource
+profile is tested as data).
+
+One plugin = a ServiceAccount that mounts no token, a ConfigMap with its descriptor and
+configuration, a Deployment, a Service and a NetworkPolicy, all owned by the Plugin (deleting it
+collects them). The image is always `repository@digest`: the bytes that were verified, scanned
+and approved. The sandbox level picks the RuntimeClass (policy `runtimeClasses`; by default
+trusted → the node's runc, semi-trusted and untrusted → `gvisor`) and how much network it gets:
+egress only with the `network` capability and never when untrusted, ingress only on the
+plugin's port. The pod runs non-root with a read-only root, no capabilities, no privilege
+escalation and the RuntimeDefault seccomp profile; the resource profile becomes requests and
+limits (GPUs included); the timeout is the runtime host's execution deadline. A rollout keeps the
+old pod serving until the new one is ready (maxUnavailable 0).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ..api.descriptor import Capability, ImplementationType, PluginDescriptor, SandboxLevel
+from .policy import NamedPolicy
+
+PORT = 8080
+SERVICE_PORT = 80
+RUN_AS = 65532
+DESCRIPTOR_PATH = "/etc/wayang"
+SECRETS_PATH = "/var/run/secrets/wayang"
+DEFAULT_RUNTIME_CLASSES = {
+    SandboxLevel.TRUSTED: "",
+    SandboxLevel.SEMI_TRUSTED: "gvisor",
+    SandboxLevel.UNTRUSTED: "gvisor",
+}
+
+
+class NotRunnable(ValueError):  # noqa: N818 - a decision, not a failure of the code
+    """The plugin cannot get a workload; the message says why (it becomes a condition)."""
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The Plugin object the workload belongs to."""
+
+    name: str
+    namespace: str
+    uid: str
+
+
+def workload_name(plugin: str) -> str:
+    """`wayang-<plugin>`, cut to stay a valid object and label value (63 characters)."""
+    return f"wayang-{plugin}"[:63].rstrip("-.")
+
+
+def runtime_class(spec: PluginDescriptor, policies: list[NamedPolicy]) -> str:
+    """The RuntimeClass for the sandbox level ("" = the node's default runtime). Policies that
+    name classes must agree: one policy cannot weaken another's choice of sandbox."""
+    level = spec.sandbox_level
+    chosen: dict[str, str] = {}
+    for policy in policies:
+        classes = policy.spec.runtime_classes
+        if classes is not None:
+            by_level = {
+                SandboxLevel.TRUSTED: classes.trusted,
+                SandboxLevel.SEMI_TRUSTED: classes.semi_trusted,
+                SandboxLevel.UNTRUSTED: classes.untrusted,
+            }
+            chosen.setdefault(by_level[level], policy.name)
+    if len(chosen) > 1:
+        named = ", ".join(
+            f"{policy!r} wants {value or 'the default runtime'!r}"
+            for value, policy in chosen.items()
+        )
+        raise NotRunnable(f"policies disagree on the RuntimeClass for {level.value}: {named}")
+    return next(iter(chosen), DEFAULT_RUNTIME_CLASSES[level])
+
+
+def image_of(spec: PluginDescriptor) -> str:
+    if spec.implementation.type != ImplementationType.CONTAINER:
+        raise NotRunnable(
+            f"implementation.type {spec.implementation.type} has no runtime yet: plugins run "
+            "as container images (a Python plugin ships in an image on the Python runtime host)"
+        )
+    repository = spec.implementation.coordinate
+    last = repository.rsplit("/", 1)[-1]
+    if ":" in last:  # a tag is informational; the digest pins
+        repository = repository[: len(repository) - len(last)] + last.split(":", 1)[0]
+    return f"{repository}@{spec.implementation.digest}"
+
+
+def _labels(owner: Owner, spec: PluginDescriptor) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": owner.name[:63],
+        "app.kubernetes.io/managed-by": "wayang-operator",
+        "app.kubernetes.io/part-of": "wayang-plugins",
+        "wayang.io/plugin": owner.name[:63],
+        "wayang.io/sandbox": spec.sandbox_level.value,
+    }
+
+
+def _selector(owner: Owner) -> dict[str, str]:
+    return {"wayang.io/plugin": owner.name[:63]}
+
+
+def _meta(owner: Owner, spec: PluginDescriptor, name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": owner.namespace,
+        "labels": _labels(owner, spec),
+        "ownerReferences": [
+            {
+                "apiVersion": "wayang.io/v1alpha1",
+                "kind": "Plugin",
+                "name": owner.name,
+                "uid": owner.uid,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ],
+    }
+
+
+def _resources(spec: PluginDescriptor) -> dict[str, Any]:
+    profile = spec.resource_profile
+    cpu = profile.cpu if profile else "100m"
+    memory = profile.memory if profile else "128Mi"
+    requests: dict[str, str] = {"cpu": cpu, "memory": memory}
+    limits: dict[str, str] = {"cpu": cpu, "memory": memory}
+    if profile and profile.ephemeral_storage:
+        requests["ephemeral-storage"] = limits["ephemeral-storage"] = profile.ephemeral_storage
+    if profile and profile.gpu:
+        limits["nvidia.com/gpu"] = requests["nvidia.com/gpu"] = str(profile.gpu)
+    return {"requests": requests, "limits": limits}
+
+
+def _secrets(spec: PluginDescriptor, policies: list[NamedPolicy]) -> list[str]:
+    wanted = list(spec.required_secrets or [])
+    if wanted:
+        refusing = [p.name for p in policies if not p.spec.allow_secrets]
+        if refusing or not policies:
+            by = f"policy {refusing[0]!r}" if refusing else "the default policy"
+            raise NotRunnable(
+                f"requiredSecrets {', '.join(wanted)} are not mounted: {by} does not allow "
+                "secrets (allowSecrets: false)"
+            )
+    return wanted
+
+
+def render(
+    owner: Owner,
+    spec: PluginDescriptor,
+    policies: list[NamedPolicy],
+    *,
+    replicas: int = 1,
+) -> list[dict[str, Any]]:
+    """The objects, in the order they should be applied; NotRunnable says why there are none."""
+    image = image_of(spec)
+    secrets = _secrets(spec, policies)
+    name = workload_name(owner.name)
+    timeout_ms = spec.resource_profile.timeout if spec.resource_profile else 30000
+    descriptor = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+    mounts = [
+        {"name": "descriptor", "mountPath": DESCRIPTOR_PATH, "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - the only writable path
+    ]
+    volumes: list[dict[str, Any]] = [
+        {"name": "descriptor", "configMap": {"name": name}},
+        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+    ]
+    for secret in secrets:
+        volume = f"secret-{secret}"[:63].rstrip("-.")
+        volumes.append({"name": volume, "secret": {"secretName": secret}})
+        mounts.append({"name": volume, "mountPath": f"{SECRETS_PATH}/{secret}", "readOnly": True})
+    container = {
+        "name": "plugin",
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+        "env": [
+            {"name": "WAYANG_DESCRIPTOR", "value": f"{DESCRIPTOR_PATH}/plugin.json"},
+            {"name": "WAYANG_TIMEOUT_MS", "value": str(timeout_ms)},
+            {"name": "PORT", "value": str(PORT)},
+        ],
+        "resources": _resources(spec),
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5},
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": "http"},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": mounts,
+    }
+    pod: dict[str, Any] = {
+        "serviceAccountName": name,
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS,
+            "runAsGroup": RUN_AS,
+            "fsGroup": RUN_AS,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": volumes,
+    }
+    handler = runtime_class(spec, policies)
+    if handler:
+        pod["runtimeClassName"] = handler
+    labels = _labels(owner, spec)
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": _meta(owner, spec, name),
+            "automountServiceAccountToken": False,
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": _meta(owner, spec, name),
+            "data": {"plugin.json": json.dumps(descriptor, sort_keys=True, indent=2)},
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": _meta(owner, spec, name),
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": _selector(owner)},
+                "strategy": {
+                    "type": "RollingUpdate",
+                    "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+                },
+                "revisionHistoryLimit": 3,
+                "template": {
+                    "metadata": {
+                        "labels": labels,
+                        "annotations": {"wayang.io/digest": spec.implementation.digest},
+                    },
+                    "spec": pod,
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _meta(owner, spec, name),
+            "spec": {
+                "selector": _selector(owner),
+                "ports": [
+                    {"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}
+                ],
+            },
+        },
+        network_policy(owner, spec),
+    ]
+
+
+def network_policy(owner: Owner, spec: PluginDescriptor) -> dict[str, Any]:
+    """Ingress only on the plugin's port; egress to DNS and anywhere only with the `network`
+    capability, and none at all when untrusted."""
+    capabilities = set(spec.capabilities or [])
+    untrusted = spec.sandbox_level == SandboxLevel.UNTRUSTED
+    egress: list[dict[str, Any]] = []
+    if Capability.NETWORK in capabilities and not untrusted:
+        egress = [{}]  # anywhere
+    elif not untrusted:
+        dns = [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
+        egress = [{"ports": dns}]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(owner, spec, workload_name(owner.name)),
+        "spec": {
+            "podSelector": {"matchLabels": _selector(owner)},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [{"ports": [{"protocol": "TCP", "port": PORT}]}],
+            "egress": egress,
+        },
+    }
