@@ -286,3 +286,42 @@ def network_policy(owner: Owner, spec: PluginDescriptor) -> dict[str, Any]:
             "egress": egress,
         },
     }
+
+
+INDEX_NAME = "wayang-plugin-index"
+
+
+@dataclass(frozen=True)
+class Active:
+    """A plugin that is Ready in the namespace, as the engine needs to find it."""
+
+    name: str
+    spec: PluginDescriptor
+
+
+def plugin_index(namespace: str, active: list[Active]) -> dict[str, Any]:
+    """The per-namespace ConfigMap the Wayang engine reads for discovery: each active plugin's
+    id, version, provided capabilities, ports and endpoint (its Service's DNS name and port)."""
+    entries = [
+        {
+            "plugin": item.name,
+            "id": item.spec.id,
+            "version": item.spec.version,
+            "digest": item.spec.implementation.digest,
+            "provides": sorted(item.spec.provides or []),
+            "capabilities": sorted(c.value for c in item.spec.capabilities or []),
+            "inputs": [port.name for port in item.spec.inputs],
+            "endpoint": f"http://{workload_name(item.name)}.{namespace}.svc:{SERVICE_PORT}",
+        }
+        for item in sorted(active, key=lambda a: (a.spec.id, a.name))
+    ]
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": INDEX_NAME,
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/managed-by": "wayang-operator"},
+        },
+        "data": {"plugins.json": json.dumps(entries, sort_keys=True, indent=2)},
+    }

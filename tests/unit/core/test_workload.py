@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from typing import Any
 
 import pytest
@@ -11,7 +12,14 @@ from tests import documents as d
 from wayang_operator.api.descriptor import PluginDescriptor
 from wayang_operator.api.resources import PluginPolicySpec
 from wayang_operator.core.policy import NamedPolicy
-from wayang_operator.core.workload import NotRunnable, Owner, render, runtime_class
+from wayang_operator.core.workload import (
+    Active,
+    NotRunnable,
+    Owner,
+    plugin_index,
+    render,
+    runtime_class,
+)
 
 OWNER = Owner(name="redactor", namespace="team-a", uid="1234-uid")
 DIGEST = "sha256:" + "ab" * 32
@@ -136,3 +144,22 @@ def test_long_plugin_names_stay_valid_names() -> None:
     owner = Owner(name="x" * 63, namespace="team-a", uid="u")
     names = {o["metadata"]["name"] for o in render(owner, descriptor(), [policy()])}
     assert all(len(name) <= 63 for name in names)
+
+
+def test_the_plugin_index_lists_active_plugins_with_their_endpoints() -> None:
+    redactor = descriptor(id="acme/redactor", provides=["text.redact"], capabilities=["network"])
+    summarizer = descriptor(id="acme/summarizer", version="2.0.0")
+    index = plugin_index("team-a", [Active("summarizer", summarizer), Active("redactor", redactor)])
+    assert index["metadata"] == {
+        "name": "wayang-plugin-index",
+        "namespace": "team-a",
+        "labels": {"app.kubernetes.io/managed-by": "wayang-operator"},
+    }
+    entries = json.loads(index["data"]["plugins.json"])
+    assert [e["id"] for e in entries] == ["acme/redactor", "acme/summarizer"]
+    assert entries[0]["endpoint"] == "http://wayang-redactor.team-a.svc:80"
+    assert entries[0]["provides"] == ["text.redact"]
+    assert entries[0]["capabilities"] == ["network"]
+    assert entries[1]["version"] == "2.0.0"
+    assert entries[1]["digest"] == DIGEST
+    assert json.loads(plugin_index("team-b", [])["data"]["plugins.json"]) == []
