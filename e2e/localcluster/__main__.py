@@ -2,6 +2,9 @@
 
 `up` also merges the cluster into your default kubeconfig (as kind does) and makes `wayang-local`
 the current context, so `kubectl get ns` works right away; `down` removes it again.
+
+`up --node` also starts a node that runs pods under runc and gVisor (node.py; root only);
+`down` stops it with the control plane.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from . import node
 from .cluster import CLUSTER_NAME, USERS, current, default_layout, down, log, status, up
 
 
@@ -50,7 +54,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-merge", action="store_true", help="leave the default kubeconfig alone"
     )
+    parser.add_argument(
+        "--node",
+        action="store_true",
+        help="up: also start a node (containerd with runc and gVisor, kubelet, kube-proxy; root)",
+    )
     args = parser.parse_args(argv)
+    if args.node and (args.command != "up" or os.geteuid() != 0):
+        parser.error("--node goes with `up`, as root (containerd, iptables, cgroups, mounts)")
     layout = default_layout()
     target = _default_kubeconfig()
     if args.command == "up":
@@ -61,8 +72,15 @@ def main(argv: list[str] | None = None) -> int:
         users = ", ".join(user.user for user in USERS)
         log(f"kubeconfig: {layout.kubeconfig} (contexts: {CLUSTER_NAME} = admin, {users})")
         log(f"matching kubectl: {layout.bin / 'kubectl'} ({cluster.kubectl.parent.name})")
+        if args.node:
+            started = node.up(layout)
+            log(
+                f"node {started.name}: RuntimeClass {node.RUNTIME_CLASS!r} runs pods under "
+                f"gVisor; images: node.import_image(), containerd at {started.layout.socket}"
+            )
         return 0
     if args.command == "down":
+        node.stop(layout)
         down(layout)
         if not args.no_merge and target.exists():
             _merge(target, None)
@@ -71,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     running = current(layout)
     for name, pid, alive in status(layout):
         print(f"{name:26} pid {pid or '-':>7}  {'running' if alive else 'stopped'}")
+    if node.NodeLayout(layout).state.exists():
+        for name, pid, alive in node.status(layout):
+            print(f"node {name:21} pid {pid or '-':>7}  {'running' if alive else 'stopped'}")
     print(f"api server: {running.server + ' (ready)' if running else 'not answering'}")
     print(f"kubeconfig: {layout.kubeconfig}")
     return 0 if running else 1

@@ -13,9 +13,13 @@ go.mod, not hard-coded), then runs ``go build -o`` for each main package with
 upstream's release flags (``-trimpath``, tags ``selinux,notest,grpcnotrace``,
 ``-s -w``, version ldflags, ``CGO_ENABLED=0``).
 
+The local node (node.py) adds the kubelet, kube-proxy and gVisor (``runsc`` and
+``containerd-shim-runsc-v1``) from one pinned commit of gVisor's ``go`` branch,
+with one build-time patch (see :class:`Patch` and ``GVISOR_SHIM_OOM``).
+
 Go's own module and build caches (``go env GOMODCACHE`` / ``GOCACHE``) are used
 unchanged so other projects share them. Binaries land in
-``<cache>/bin/kubernetes-<ver>/`` and ``<cache>/bin/etcd-<ver>/`` where
+``<cache>/bin/<release>-<ver>/`` (kubernetes, etcd, gvisor, trivy) where
 ``<cache>`` is ``${WAYANG_CACHE:-${XDG_CACHE_HOME:-~/.cache}/wayang}``.
 
 Usage::
@@ -49,6 +53,15 @@ from typing import Any, TextIO
 KUBERNETES_VERSION = "v1.35.4"
 ETCD_VERSION = "v3.6.16"
 TRIVY_VERSION = "v0.67.2"
+GVISOR_VERSION = "v0.0.0-20260413194555-9680d69bf798"
+"""A commit of gVisor's `go` branch (the generated, `go build`-able tree; master needs Bazel).
+
+Not older: Go 1.26 fails on branch commits before December 2025 (``undefined: goready``). Not
+newer: from May 2026 the branch's shim is built on containerd 2's shim library, whose ``start``
+answers containerd with a JSON bootstrap record; containerd 1.6 (Debian bookworm, the last line
+Kubernetes 1.35 supports) reads that answer as the socket address and cannot connect. This commit
+is the last one on the proxy whose shim still uses containerd 1.6's library (plain address).
+"""
 TOOLS = Path(__file__).resolve().parents[1] / "tools"
 """The project's own small Go programs (test fixtures), each a module of its own."""
 
@@ -67,6 +80,24 @@ class BuildError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class Patch:
+    """A change to one upstream source file of a pinned release, made at build time.
+
+    The module is copied from the (checksum-verified) module cache into the helper module's
+    folder, patched there and swapped in with a local ``replace``; the module cache stays
+    pristine (``go build -overlay`` would be lighter but refuses files under GOMODCACHE).
+    ``old`` must occur exactly once, so a version bump that changes the code fails loudly
+    instead of building unpatched.
+    """
+
+    module: str  # the root module or one of the extra modules
+    path: str  # file inside the module
+    old: str
+    new: str
+    why: str
+
+
+@dataclass(frozen=True)
 class Release:
     """One upstream source release built through a generated helper module."""
 
@@ -77,6 +108,7 @@ class Release:
     tags: str
     published_version: Callable[[str], str]  # locally replaced module -> version
     env: tuple[tuple[str, str], ...] = ()  # extra build environment, as upstream's release build
+    patches: tuple[Patch, ...] = ()
 
     @property
     def dir_name(self) -> str:
@@ -130,6 +162,35 @@ TRIVY = Release(
     env=(("GOEXPERIMENT", "jsonv2"),),  # as trivy's goreleaser.yml builds it
 )
 
+
+def _unused_published_version(module: str) -> str:
+    raise BuildError(f"{module}: this release's go.mod is not expected to replace it locally")
+
+
+GVISOR_SHIM_OOM = Patch(
+    module="gvisor.dev/gvisor",
+    path="pkg/shim/v1/service.go",
+    old="\tif err := sys.SetOOMScore(cmd.Process.Pid, oomScoreMaxKillable); err != nil {\n",
+    new="\tif err := sys.SetOOMScore(cmd.Process.Pid, oomScoreMaxKillable);"
+    " err != nil && !os.IsPermission(err) {\n",
+    why="The shim gives the shim process it starts an OOM score of -999 and fails the pod when "
+    "that is refused. Lowering a score needs CAP_SYS_RESOURCE, which root lacks on machines "
+    "like this test VM (a bounding-set choice of its sandbox), so no gVisor pod could start: "
+    "'failed to set OOM Score on shim: write /proc/N/oom_score_adj: permission denied'. "
+    "Tolerating EACCES is what containerd's own runc shim does when unprivileged "
+    "(containerd/sys.SetOOMScore); with the capability the score is still set.",
+)
+
+GVISOR = Release(
+    name="gvisor",
+    version=GVISOR_VERSION,
+    root_module="gvisor.dev/gvisor",
+    extra_modules=(),
+    tags="",
+    published_version=_unused_published_version,  # the go branch's go.mod replaces nothing
+    patches=(GVISOR_SHIM_OOM,),
+)
+
 COMPONENTS: dict[str, Component] = {
     c.name: c
     for c in (
@@ -143,6 +204,11 @@ COMPONENTS: dict[str, Component] = {
         ),
         Component("kube-scheduler", KUBERNETES, "k8s.io/kubernetes/cmd/kube-scheduler"),
         Component("kubelet", KUBERNETES, "k8s.io/kubernetes/cmd/kubelet"),
+        Component("kube-proxy", KUBERNETES, "k8s.io/kubernetes/cmd/kube-proxy"),
+        # gVisor for the node's sandboxed runtime class: the runtime and containerd's shim for it
+        # (runtime_type io.containerd.runsc.v1 makes containerd run `containerd-shim-runsc-v1`).
+        Component("runsc", GVISOR, "gvisor.dev/gvisor/runsc"),
+        Component("containerd-shim-runsc-v1", GVISOR, "gvisor.dev/gvisor/shim"),
         # Built rather than taken from PyPI's kubectl wheel (1.37): kubectl supports one minor
         # of skew against the API server, and the control plane here is 1.35.
         Component("kubectl", KUBERNETES, "k8s.io/kubernetes/cmd/kubectl"),
@@ -158,6 +224,8 @@ CONTROL_PLANE: tuple[str, ...] = (
     "kubectl",
 )
 """What `make cluster-up` needs; the kubelet joins with the node (sandboxed workloads)."""
+NODE: tuple[str, ...] = ("kubelet", "kube-proxy", "runsc", "containerd-shim-runsc-v1")
+"""What `up --node` needs on top of the control plane (see node.py)."""
 DEFAULT_COMPONENTS = CONTROL_PLANE
 
 
@@ -216,12 +284,25 @@ def _build_key(comp: Component) -> dict[str, Any]:
         "cgo_enabled": "0",
         "env": [list(pair) for pair in comp.release.env],
         "host": [sys.platform, platform.machine()],
-    }
+    } | _patches_key(comp.release)
+
+
+def _patches_key(release: Release) -> dict[str, Any]:
+    """Patched releases key on their patches (absent otherwise, so other stamps stay valid)."""
+    if not release.patches:
+        return {}
+    digest = hashlib.sha256()
+    for patch in release.patches:
+        for part in (patch.module, patch.path, patch.old, patch.new):
+            digest.update(part.encode() + b"\0")
+    return {"patches": digest.hexdigest()[:16]}
 
 
 def _version_ldflags(release: Release, build_date: str | None) -> list[str]:
     if release is TRIVY:
         return ["-X", f"github.com/aquasecurity/trivy/pkg/version/app.ver={release.version[1:]}"]
+    if release is GVISOR:  # `runsc --version`; the shim has no version variable
+        return ["-X", f"gvisor.dev/gvisor/runsc/version.version={release.version}"]
     if release is not KUBERNETES:
         return []
     m = re.fullmatch(r"v(\d+)\.(\d+)\.\d+", release.version)
@@ -441,6 +522,10 @@ def _prepare_module(release: Release, packages: Iterable[str]) -> _Prepared:
             # Local replaces of modules upstream does not require (etcd's
             # FORBIDDEN_DEPENDENCY guards, k8s sample modules) are irrelevant.
 
+    module_dir = gobuild / release.dir_name
+    module_dir.mkdir(parents=True, exist_ok=True)
+    replaces.update(_patched_copies(release, info, module_dir))
+
     lines = [
         "// Generated by e2e/localcluster/build.py; do not edit.",
         f"module wayang.local/build/{release.name}",
@@ -457,9 +542,6 @@ def _prepare_module(release: Release, packages: Iterable[str]) -> _Prepared:
     lines += [")", ""]
     if replaces:
         lines += ["replace (", *(f"\t{k} => {v}" for k, v in sorted(replaces.items())), ")", ""]
-
-    module_dir = gobuild / release.dir_name
-    module_dir.mkdir(parents=True, exist_ok=True)
     _atomic_write_text(module_dir / "go.mod", "\n".join(lines))
     # Resolve and download exactly the packages to build (cheaper than `go mod
     # tidy`, which also fetches test-only and other-OS dependencies); this fills
@@ -494,6 +576,32 @@ def _prepare_module(release: Release, packages: Iterable[str]) -> _Prepared:
         stamp_time = json.loads(Path(info_file).read_text()).get("Time", "")
         build_date = re.sub(r"\.\d+Z$", "Z", stamp_time) or "1970-01-01T00:00:00Z"
     return _Prepared(module_dir=module_dir, build_date=build_date, go_version=go_version)
+
+
+def _patched_copies(release: Release, info: dict[str, Any], module_dir: Path) -> dict[str, str]:
+    """Copy each module the release patches, patch it, and return its ``replace`` targets."""
+    folder = module_dir / "patched"
+    shutil.rmtree(folder, ignore_errors=True)
+    targets: dict[str, str] = {}
+    for patch in release.patches:
+        if patch.module not in info:
+            raise BuildError(f"patch for {patch.module}, which {release.name} does not build")
+        copy = folder / patch.module
+        if patch.module not in targets:
+            shutil.copytree(info[patch.module]["Dir"], copy, copy_function=shutil.copyfile)
+            for path in [copy, *copy.rglob("*")]:  # the module cache's copies are read-only
+                path.chmod(0o755 if path.is_dir() else 0o644)
+            targets[patch.module] = f"./{copy.relative_to(module_dir)}"
+        target = copy / patch.path
+        text = target.read_text()
+        if text.count(patch.old) != 1:
+            raise BuildError(
+                f"{patch.module}/{patch.path}@{release.version}: the code to patch is not there "
+                f"exactly once; re-check the patch ({patch.why[:60]}...)"
+            )
+        target.write_text(text.replace(patch.old, patch.new))
+        _log(f"patched {patch.module}/{patch.path} (a copy; the module cache is untouched)")
+    return targets
 
 
 def _check_pins(

@@ -97,6 +97,11 @@ class Layout:
 
 
 def default_layout() -> Layout:
+    """`.cluster/` in the repository, or `$WAYANG_CLUSTER_DIR`: a second cluster (say, with a
+    node) beside one that someone else's tests are using."""
+    explicit = os.environ.get("WAYANG_CLUSTER_DIR")
+    if explicit:
+        return Layout(Path(explicit).expanduser().absolute())
     return Layout(Path(__file__).resolve().parents[2] / ".cluster")
 
 
@@ -146,15 +151,23 @@ def _stop(layout: Layout, name: str, timeout: float = 15.0) -> None:
 
 
 def down(layout: Layout | None = None) -> None:
-    """Stop every process of the cluster (API server before etcd) and forget its data."""
+    """Stop every process of the cluster (API server before etcd) and forget its data.
+
+    A node started on it (node.py, `up --node`) goes first: a kubelet without its API server is
+    useless, and a crashed run's node must not outlive the cluster it belonged to.
+    """
     layout = layout or default_layout()
+    if (layout.root / "node").exists():
+        from . import node  # node.py builds on this module  # noqa: PLC0415
+
+        node.stop(layout)
     for name in reversed(ORDER):
         _stop(layout, name)
     shutil.rmtree(layout.etcd_data, ignore_errors=True)
     layout.state.unlink(missing_ok=True)
 
 
-def _start(layout: Layout, name: str, args: list[str]) -> int:
+def _start(layout: Layout, name: str, args: list[str], env: dict[str, str] | None = None) -> int:
     layout.logs.mkdir(parents=True, exist_ok=True)
     layout.pids.mkdir(parents=True, exist_ok=True)
     with layout.log_file(name).open("ab") as log_file:
@@ -166,6 +179,7 @@ def _start(layout: Layout, name: str, args: list[str]) -> int:
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            env=env,
         )
     layout.pid_file(name).write_text(f"{process.pid}\n")
     return process.pid
@@ -350,6 +364,8 @@ def up(layout: Layout | None = None) -> Cluster:
             "ValidatingAdmissionPolicy",
             f"--kubelet-client-certificate={kubelet_client.cert}",
             f"--kubelet-client-key={kubelet_client.key}",
+            # the local node (node.py) registers under a name DNS does not know: dial its IP
+            "--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
             "--profiling=false",
         ],
     )

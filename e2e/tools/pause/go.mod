@@ -1,0 +1,3 @@
+module wayang.local/e2e/tools/pause
+
+go 1.24
