@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: help venv manifests lint trivy postgres unit test e2e cluster-up cluster-down cluster-status demo bench clean
+.PHONY: help venv manifests lint trivy postgres unit test e2e cluster-up cluster-down cluster-status demo images bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ cluster-status: $(STAMP) ## Show the local control plane's processes and whether
 demo: $(STAMP) ## The main job: install, then validate the examples
 	@echo "==> wayang validate examples/"
 	@$(BIN)/wayang validate --verbose examples/
+
+images: $(STAMP) ## Build the runtime and sample plugin images as OCI archives (no Docker)
+	@$(BIN)/python runtime-images/build.py --out .images
 
 bench: $(STAMP) ## Benchmarks with ratios against same-run baselines (COLD=1 adds a cold Go build)
 	@$(BIN)/python tests/bench/bench_validate.py

@@ -12,11 +12,14 @@ import gzip
 import hashlib
 import io
 import json
+import os
+import shutil
 import tarfile
+import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import IO, Any
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -36,11 +39,16 @@ class File:
     mode: int = 0o644
 
 
+Layer = Sequence[File] | Path
+"""A layer: files (made into a tar here), or the path of a prebuilt uncompressed tar (a root
+filesystem is too big to hold as File objects), used byte for byte."""
+
+
 @dataclass(frozen=True)
 class ImageSpec:
     name: str
     """Full reference the layout carries (`localhost/wayang/x:1.0`), as containerd wants it."""
-    layers: Sequence[Sequence[File]]
+    layers: Sequence[Layer]
     entrypoint: Sequence[str] = ()
     cmd: Sequence[str] = ()
     env: Sequence[str] = ()
@@ -92,13 +100,79 @@ def _tar_layer(files: Iterable[File]) -> bytes:
     return out.getvalue()
 
 
+class _Hashing:
+    """A writable file that hashes what goes through it."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self.out, self.sha256, self.size = out, hashlib.sha256(), 0
+
+    def write(self, data: bytes) -> int:
+        self.sha256.update(data)
+        self.size += len(data)
+        return self.out.write(data)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+
+_packed: dict[tuple[str, int, int], tuple[str, dict[str, Any], Path]] = {}
+"""Prebuilt tars already compressed by this process: (path, size, mtime) -> (diff_id, blob
+descriptor, a blob file holding it), so that images sharing a base compress it once."""
+
+
+def _tar_blob(layout: Path, tar: Path) -> tuple[str, dict[str, Any]]:
+    """The diff_id and blob of a prebuilt tar, gzip-streamed into the layout (mtime 0, no name)."""
+    stat = tar.stat()
+    key = (str(tar.resolve()), stat.st_size, stat.st_mtime_ns)
+    blobs = layout / "blobs" / "sha256"
+    blobs.mkdir(parents=True, exist_ok=True)
+    known = _packed.get(key)
+    if known is not None and known[2].is_file():
+        diff_id, blob, source = known
+        target = blobs / source.name
+        if not target.exists():  # (the same tar twice in one image needs one blob)
+            try:
+                os.link(source, target)
+            except OSError:
+                shutil.copyfile(source, target)
+        return diff_id, blob
+    raw = hashlib.sha256()
+    with tempfile.NamedTemporaryFile(dir=blobs, prefix=".layer-", delete=False) as partial:
+        packed = _Hashing(partial)
+        try:
+            with (
+                tar.open("rb") as source_file,
+                gzip.GzipFile(
+                    filename="", mode="wb", fileobj=packed, compresslevel=6, mtime=0
+                ) as gz,
+            ):
+                while chunk := source_file.read(1 << 20):
+                    raw.update(chunk)
+                    gz.write(chunk)
+        except BaseException:
+            Path(partial.name).unlink(missing_ok=True)
+            raise
+    target = blobs / packed.sha256.hexdigest()
+    Path(partial.name).replace(target)
+    target.chmod(0o644)
+    diff_id = f"sha256:{raw.hexdigest()}"
+    blob = {"digest": f"sha256:{packed.sha256.hexdigest()}", "size": packed.size}
+    _packed[key] = (diff_id, blob, target)
+    return diff_id, blob
+
+
 def build(spec: ImageSpec, layout: Path) -> Image:
     """Write `spec` as an OCI image layout directory at `layout` (created, must not exist)."""
     layout.mkdir(parents=True)
     (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
     layers, diff_ids = [], []
-    for files in spec.layers:
-        raw = _tar_layer(files)
+    for layer in spec.layers:
+        if isinstance(layer, Path):
+            diff_id, blob = _tar_blob(layout, layer)
+            diff_ids.append(diff_id)
+            layers.append({"mediaType": LAYER, **blob})
+            continue
+        raw = _tar_layer(layer)
         diff_ids.append(f"sha256:{hashlib.sha256(raw).hexdigest()}")
         compressed = gzip.compress(raw, compresslevel=6, mtime=0)
         layers.append({"mediaType": LAYER, **_blob(layout, compressed)})

@@ -1,0 +1,1180 @@
+#!/usr/bin/env python3
+"""The Wayang Python runtime host: serves one plugin's node contract over HTTP.
+
+The host reads the plugin's descriptor, validates every call against the descriptor's schemas and
+runs the plugin's entrypoint `function(inputs, properties)` in worker processes, never in its own
+process: a plugin that fails to import, raises, hangs, or kills its interpreter becomes an
+ErrorPayload on the error port, and the host keeps serving. The standard library and `jsonschema`
+are all it needs (the image gets Debian's python3-jsonschema).
+
+Environment:
+  WAYANG_DESCRIPTOR       the descriptor JSON (default /etc/wayang/plugin.json); a Plugin
+                          resource (kind Plugin, with a spec) is accepted too
+  WAYANG_PLUGIN_PATH      added to sys.path in the workers (default /opt/wayang/plugin)
+  PORT                    the HTTP port (default 8080; 0 picks a free one, logged at start)
+  WAYANG_TIMEOUT_MS       overrides resourceProfile.timeout (default 30000)
+  WAYANG_WORKERS          executions at once (default 2)
+  WAYANG_REUSE_WORKERS    "true" (default): a pool of warm workers, replaced when one is killed
+                          or dies; "false": a fresh worker process per call
+  WAYANG_SCHEMA_DIR       where port schemas given as references (a string such as
+                          /schemas/ErrorPayload.schema.json) are found, by file name
+                          (default /opt/wayang/schemas)
+  WAYANG_BIND             the address to listen on (default 0.0.0.0)
+
+Endpoints: POST /execute, GET /healthz, GET /readyz, GET /metrics (see runtime-images/README.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import http.server
+import importlib
+import inspect
+import json
+import math
+import multiprocessing
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.context import BaseContext
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any
+
+VERSION = "0.1.0"
+ORIGIN = "wayang-runtime-python"
+"""originNode of errors raised before the descriptor names the plugin."""
+
+DEFAULT_TIMEOUT_MS = 30000
+STARTUP_TIMEOUT = 60.0
+"""How long a worker may take to import the plugin module."""
+RELOAD_INTERVAL = 30.0
+"""After a failed load, how long until a call or a readiness probe tries to load again."""
+MAX_REQUEST_BYTES = 16 * 1024 * 1024
+MESSAGE_MAX = 4096
+STACK_MAX = 32768
+DETAIL_ERRORS_MAX = 20
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+OUTCOMES = ("success", "error", "timeout", "crash", "invalid")
+REQUEST_KEYS = frozenset({"inputs", "properties", "runId"})
+PROPERTY_TYPES = {
+    "string": "string",
+    "number": "number",
+    "integer": "integer",
+    "boolean": "boolean",
+    "object": "object",
+    "array": "array",
+}
+SIZE_KEYWORDS = {
+    "string": ("minLength", "maxLength"),
+    "array": ("minItems", "maxItems"),
+    "object": ("minProperties", "maxProperties"),
+}
+
+JsonObject = dict[str, Any]
+WORKER_PRELOAD = (
+    "asyncio",
+    "dataclasses",
+    "http.server",
+    "inspect",
+    "json",
+    "multiprocessing.connection",
+    "pathlib",
+    "tempfile",
+    "traceback",
+    "uuid",
+)
+"""What the forkserver imports once for every worker (see _context)."""
+
+
+# ------------------------------------------------------------------------------------------------
+# Logs and errors
+
+
+_log_lock = threading.Lock()
+
+
+def now_rfc3339() -> str:
+    moment = datetime.datetime.now(datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def log(event: str, level: str = "info", **fields: Any) -> None:
+    """One JSON line on stdout (fields that are None are left out)."""
+    record = {"time": now_rfc3339(), "level": level, "event": event}
+    record.update({key: value for key, value in fields.items() if value is not None})
+    line = json.dumps(record, default=str, separators=(",", ":")) + "\n"
+    with _log_lock:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def error_payload(
+    kind: str,
+    message: str,
+    *,
+    origin: str,
+    run_id: str | None,
+    retryable: bool,
+    details: JsonObject | None = None,
+    suggested: str | None = None,
+    stack: str | None = None,
+) -> JsonObject:
+    """An ErrorPayload (schemas/ErrorPayload.schema.json): optional fields only when known."""
+    payload: JsonObject = {
+        "type": kind,
+        "message": _cut(message, MESSAGE_MAX),
+        "retryable": retryable,
+        "originNode": _cut(origin, 253),
+        "timestamp": now_rfc3339(),
+    }
+    if details is not None:
+        payload["details"] = details
+    if run_id is not None:
+        payload["originRunId"] = run_id
+    if suggested is not None:
+        payload["suggestedAction"] = suggested
+    if stack:
+        payload["stackTrace"] = stack[-STACK_MAX:]
+    return payload
+
+
+# ------------------------------------------------------------------------------------------------
+# The descriptor
+
+
+class DescriptorError(ValueError):
+    """The descriptor cannot be served; the message says why (readyz reports it)."""
+
+
+@dataclass(frozen=True)
+class Port:
+    name: str
+    validator: Any
+    """A jsonschema validator for the port's data."""
+    required: bool = True
+    default: Any = None
+    has_default: bool = False
+
+
+@dataclass(frozen=True)
+class Property:
+    name: str
+    validator: Any
+    required: bool
+    sensitive: bool
+
+
+@dataclass(frozen=True)
+class Plugin:
+    id: str
+    version: str
+    entrypoint: str
+    timeout: float
+    """Seconds one execution may take."""
+    inputs: tuple[Port, ...]
+    success: Port
+    error_port: str
+    properties: tuple[Property, ...]
+    values: JsonObject
+    """Property values before the request's: the defaults, then the descriptor's configuration."""
+    max_attempts: int | None = None
+
+
+def _local_refs_only(schema: Any, where: str) -> None:
+    """Refuse `$ref`s that leave the schema: validation must never fetch anything."""
+    if isinstance(schema, dict):
+        ref = schema.get("$ref")
+        if isinstance(ref, str) and not ref.startswith("#"):
+            raise DescriptorError(
+                f"{where}: $ref {ref!r} points outside the schema; the host resolves only local "
+                "references ('#/...') and whole-port schema references"
+            )
+        for key, value in schema.items():
+            _local_refs_only(value, f"{where}/{key}")
+    elif isinstance(schema, list):
+        for index, value in enumerate(schema):
+            _local_refs_only(value, f"{where}/{index}")
+
+
+def _validator(schema: Any, where: str, schema_dir: Path) -> Any:
+    import jsonschema  # noqa: PLC0415 - only the host validates; workers never load it
+
+    if isinstance(schema, str):
+        path = schema_dir / Path(schema).name
+        try:
+            schema = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise DescriptorError(
+                f"{where}: schema reference {schema!r} is not in {schema_dir} ({error})"
+            ) from error
+    if not isinstance(schema, dict | bool):
+        raise DescriptorError(f"{where}: a schema is an object (or a reference string)")
+    _local_refs_only(schema, where)
+    document: Any = schema  # an object, or true/false
+    cls = jsonschema.validators.validator_for(document, default=jsonschema.Draft202012Validator)
+    try:
+        cls.check_schema(document)
+    except jsonschema.SchemaError as error:
+        raise DescriptorError(f"{where}: not a valid JSON Schema: {error.message}") from error
+    return cls(document, format_checker=jsonschema.FormatChecker())
+
+
+def _property_schema(spec: Mapping[str, Any], where: str) -> JsonObject:
+    kind = spec.get("type")
+    if kind not in PROPERTY_TYPES:
+        raise DescriptorError(f"{where}.type: {kind!r} is not one of {sorted(PROPERTY_TYPES)}")
+    schema: JsonObject = {"type": PROPERTY_TYPES[kind]}
+    rules = spec.get("validation") or {}
+    if not isinstance(rules, dict):
+        raise DescriptorError(f"{where}.validation: not an object")
+    low, high = rules.get("min"), rules.get("max")
+    if kind in ("number", "integer"):
+        if low is not None:
+            schema["minimum"] = low
+        if high is not None:
+            schema["maximum"] = high
+    elif kind in SIZE_KEYWORDS:
+        at_least, at_most = SIZE_KEYWORDS[kind]
+        if low is not None:
+            schema[at_least] = max(0, math.ceil(low))
+        if high is not None:
+            schema[at_most] = max(0, math.floor(high))
+    if rules.get("pattern") is not None and kind == "string":
+        schema["pattern"] = rules["pattern"]
+    if rules.get("enum") is not None:
+        schema["enum"] = rules["enum"]
+    # validation.celExpression needs a CEL engine: the operator checks it, the host does not.
+    return schema
+
+
+def _port(spec: Any, where: str, schema_dir: Path) -> Port:
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+        raise DescriptorError(f"{where}: a port is an object with a name")
+    if "schema" not in spec:
+        raise DescriptorError(f"{where}: the port has no schema")
+    return Port(
+        name=spec["name"],
+        validator=_validator(spec["schema"], f"{where}.schema", schema_dir),
+        required=bool(spec.get("required", True)),
+        default=spec.get("defaultValue"),
+        has_default=spec.get("defaultValue") is not None,
+    )
+
+
+def _timeout_ms(spec: Mapping[str, Any]) -> int:
+    override = os.environ.get("WAYANG_TIMEOUT_MS")
+    if override:
+        try:
+            value = int(override)
+        except ValueError as error:
+            raise DescriptorError(f"WAYANG_TIMEOUT_MS={override!r} is not an integer") from error
+    else:
+        profile = spec.get("resourceProfile") or {}
+        value = profile.get("timeout", DEFAULT_TIMEOUT_MS)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise DescriptorError(f"timeout {value!r} ms is not a positive integer")
+    return value
+
+
+def _document(path: Path) -> JsonObject:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise DescriptorError(f"cannot read the descriptor {path}: {error.strerror}") from error
+    except ValueError as error:
+        raise DescriptorError(f"the descriptor {path} is not JSON: {error}") from error
+    if isinstance(document, dict) and document.get("kind") == "Plugin":
+        document = document.get("spec")
+    if not isinstance(document, dict):
+        raise DescriptorError(f"the descriptor {path} is not a JSON object")
+    if not isinstance(document.get("id"), str) or not document["id"]:
+        raise DescriptorError("descriptor: id is missing")
+    return document
+
+
+def _entrypoint(document: JsonObject) -> str:
+    implementation = document.get("implementation") or {}
+    entrypoint = implementation.get("entrypoint") if isinstance(implementation, dict) else None
+    module, _, attribute = (entrypoint or "").partition(":")
+    if not isinstance(entrypoint, str) or not module or not attribute:
+        raise DescriptorError(
+            f"implementation.entrypoint {entrypoint!r} is not 'module:function' "
+            "(e.g. my_plugin:execute)"
+        )
+    return entrypoint
+
+
+def _properties(document: JsonObject, schema_dir: Path) -> tuple[tuple[Property, ...], JsonObject]:
+    """The properties and their values before a request's: defaults, then configuration."""
+    properties: list[Property] = []
+    values: JsonObject = {}
+    for i, prop in enumerate(document.get("properties") or []):
+        where = f"properties[{i}]"
+        if not isinstance(prop, dict) or not isinstance(prop.get("name"), str):
+            raise DescriptorError(f"{where}: a property is an object with a name")
+        schema = _property_schema(prop, where)
+        properties.append(
+            Property(
+                name=prop["name"],
+                validator=_validator(schema, where, schema_dir),
+                required=bool(prop.get("required", False)),
+                sensitive=bool(prop.get("sensitive", False)),
+            )
+        )
+        if prop.get("default") is not None:
+            values[prop["name"]] = prop["default"]
+    configuration = document.get("configuration") or {}
+    if not isinstance(configuration, dict):
+        raise DescriptorError("configuration: not an object")
+    values.update(configuration)
+    return tuple(properties), values
+
+
+def load_descriptor(path: Path, schema_dir: Path) -> Plugin:
+    """The plugin a descriptor describes, with its validators (DescriptorError: why not)."""
+    document = _document(path)
+    entrypoint = _entrypoint(document)
+    inputs_spec = document.get("inputs")
+    if not isinstance(inputs_spec, list):
+        raise DescriptorError("inputs: not a list of ports")
+    inputs = tuple(_port(port, f"inputs[{i}]", schema_dir) for i, port in enumerate(inputs_spec))
+    names = [port.name for port in inputs]
+    if len(set(names)) != len(names):
+        raise DescriptorError(f"inputs: port names repeat ({', '.join(names)})")
+    outputs = document.get("outputs")
+    if not isinstance(outputs, dict) or not isinstance(outputs.get("error"), dict):
+        raise DescriptorError("outputs: both outputs.success and outputs.error are required")
+    success = _port(outputs.get("success"), "outputs.success", schema_dir)
+    error_port = outputs["error"].get("name")
+    if not isinstance(error_port, str) or not error_port:
+        raise DescriptorError("outputs.error: the port has no name")
+    properties, values = _properties(document, schema_dir)
+    retry = (document.get("errorHandling") or {}).get("retryPolicy") or {}
+    max_attempts = retry.get("maxAttempts") if isinstance(retry, dict) else None
+    return Plugin(
+        id=document["id"],
+        version=str(document.get("version", "")),
+        entrypoint=entrypoint,
+        timeout=_timeout_ms(document) / 1000,
+        inputs=inputs,
+        success=success,
+        error_port=error_port,
+        properties=properties,
+        values=values,
+        max_attempts=max_attempts if isinstance(max_attempts, int) else None,
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Validation
+
+
+def _field(prefix: str, path: Iterator[Any] | Any) -> str:
+    text = prefix
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return text
+
+
+class Invalid(Exception):  # noqa: N818 - an outcome, not a failure of the host
+    """Data that does not match its schema: `field` names the first bad field."""
+
+    def __init__(self, field: str, message: str, errors: list[JsonObject], stage: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field, self.errors, self.stage = field, errors, stage
+
+
+def check(validator: Any, instance: Any, prefix: str, stage: str, *, hide: bool = False) -> None:
+    """Raise Invalid with every schema violation of `instance`, each named by its field path."""
+    errors = sorted(validator.iter_errors(instance), key=lambda e: (len(e.path), list(e.path)))
+    if not errors:
+        return
+    found: list[JsonObject] = []
+    for error in errors[:DETAIL_ERRORS_MAX]:
+        name = _field(prefix, error.absolute_path)
+        if error.validator == "required" and isinstance(error.instance, dict):
+            missing = [key for key in error.validator_value if key not in error.instance]
+            if missing:
+                name = _field(name, [missing[0]])
+        message = "invalid value (hidden: the property is sensitive)" if hide else error.message
+        found.append({"field": name, "message": message, "keyword": str(error.validator)})
+    first = found[0]
+    raise Invalid(first["field"], first["message"], found, stage)
+
+
+def _missing(field: str, what: str, stage: str) -> Invalid:
+    return Invalid(field, what, [{"field": field, "message": what, "keyword": "required"}], stage)
+
+
+def check_inputs(plugin: Plugin, given: JsonObject) -> JsonObject:
+    """The inputs with port defaults applied, each checked against its port's schema."""
+    known = {port.name for port in plugin.inputs}
+    for name in given:
+        if name not in known:
+            raise _missing(
+                f"inputs.{name}",
+                f"not an input port of this plugin (ports: {', '.join(sorted(known)) or 'none'})",
+                "input",
+            )
+    inputs: JsonObject = {}
+    for port in plugin.inputs:
+        if port.name in given:
+            inputs[port.name] = given[port.name]
+        elif port.has_default:
+            inputs[port.name] = port.default
+        elif port.required:
+            raise _missing(f"inputs.{port.name}", "required input is missing", "input")
+        else:
+            continue
+        check(port.validator, inputs[port.name], f"inputs.{port.name}", "input")
+    return inputs
+
+
+def check_properties(plugin: Plugin, given: JsonObject) -> JsonObject:
+    """Defaults, then configuration, then the request's values; each checked against its schema."""
+    known = {prop.name: prop for prop in plugin.properties}
+    values = {**plugin.values, **given}
+    for name in values:
+        if name not in known:
+            raise _missing(
+                f"properties.{name}",
+                f"not a property of this plugin (properties: {', '.join(sorted(known)) or 'none'})",
+                "properties",
+            )
+    for prop in plugin.properties:
+        if values.get(prop.name) is None:
+            values.pop(prop.name, None)
+            if prop.required:
+                raise _missing(
+                    f"properties.{prop.name}", "required property has no value", "properties"
+                )
+            continue
+        path = f"properties.{prop.name}"
+        check(prop.validator, values[prop.name], path, "properties", hide=prop.sensitive)
+    return values
+
+
+# ------------------------------------------------------------------------------------------------
+# Workers: the plugin's code runs only here
+
+
+def _resolve(entrypoint: str) -> Callable[..., Any]:
+    module_name, _, attribute = entrypoint.partition(":")
+    target: Any = importlib.import_module(module_name)
+    for part in attribute.split("."):
+        target = getattr(target, part)
+    if inspect.isclass(target):  # a plugin class: one instance, its execute method
+        instance: Any = target()
+        target = instance.execute
+    if not callable(target):
+        raise TypeError(f"{entrypoint} is a {type(target).__name__}, not a function")
+    return target  # type: ignore[no-any-return]
+
+
+def _where(error: BaseException) -> str | None:
+    """file:line where `error` happened (for a SyntaxError: in the file that does not parse)."""
+    if isinstance(error, SyntaxError) and error.filename:
+        return f"{error.filename}:{error.lineno}"
+    frames = traceback.extract_tb(error.__traceback__)
+    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else None
+
+
+def _failure(error: BaseException) -> JsonObject:
+    return {
+        "ok": False,
+        "exceptionType": type(error).__qualname__,
+        "exceptionModule": type(error).__module__,
+        "message": str(error),
+        "where": _where(error),
+        "traceback": "".join(traceback.format_exception(error)),
+        "retryable": bool(getattr(error, "retryable", False)),
+    }
+
+
+def worker_main(conn: Connection, plugin_path: str, entrypoint: str) -> None:
+    """A worker: import the plugin, say whether that worked, then run calls until the pipe closes.
+
+    The worker leads its own process group, so a timeout kills whatever the plugin started too.
+    The plugin's prints go to stderr: stdout carries the host's JSON logs only.
+    """
+    with contextlib.suppress(OSError):
+        os.setsid()
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    with contextlib.suppress(OSError):
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+    sys.path.insert(0, plugin_path)
+    try:
+        function = _resolve(entrypoint)
+    except BaseException as error:
+        conn.send_bytes(json.dumps({"ready": False, **_failure(error)}).encode())
+        return
+    conn.send_bytes(b'{"ready": true}')
+    while True:
+        try:
+            request = json.loads(conn.recv_bytes())
+        except (EOFError, OSError):
+            return
+        try:
+            result = function(request["inputs"], request["properties"])
+            if inspect.isawaitable(result):
+                result = asyncio.run(_awaited(result))
+            try:
+                reply = json.dumps({"ok": True, "output": result}, allow_nan=False)
+            except (TypeError, ValueError) as error:
+                raise TypeError(f"the plugin's result is not JSON: {error}") from error
+        except BaseException as error:
+            reply = json.dumps(_failure(error))
+        conn.send_bytes(reply.encode())
+
+
+async def _awaited(result: Any) -> Any:
+    return await result
+
+
+@dataclass
+class Reply:
+    """What a worker made of one call."""
+
+    kind: str
+    """ok | raised | timeout | crash | busy | load"""
+    data: JsonObject = field(default_factory=dict)
+
+
+def _context() -> BaseContext:
+    """forkserver (fast, clean forks from a process with no threads), which needs a writable
+    temporary directory for its socket; spawn when there is none.
+
+    A forkserver child still runs this file again as `__mp_main__` (Python 3.11 does not pass
+    the main path to the server), so the server preloads the modules imported above: the child
+    inherits them and only re-defines this file's functions.
+    """
+    try:
+        tempfile.gettempdir()
+    except FileNotFoundError:
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["__main__", *WORKER_PRELOAD])
+    return context
+
+
+class Worker:
+    def __init__(self, context: BaseContext, plugin_path: str, entrypoint: str) -> None:
+        self.conn, child = context.Pipe()
+        self.process: BaseProcess = context.Process(  # type: ignore[attr-defined]
+            target=worker_main, args=(child, plugin_path, entrypoint), daemon=False
+        )
+        self.process.start()
+        child.close()
+
+    def wait_ready(self, timeout: float) -> str | None:
+        """None once the plugin is imported; otherwise why it is not."""
+        try:
+            if not self.conn.poll(timeout):
+                self.kill()
+                return f"importing the plugin took longer than {timeout:.0f} s"
+            message = json.loads(self.conn.recv_bytes())
+        except (EOFError, OSError):
+            code = self._exit_code()
+            return f"the worker exited with {describe_exit(code)} while importing the plugin"
+        if message.get("ready"):
+            return None
+        self.stop()
+        where = f" (at {message['where']})" if message.get("where") else ""
+        return (
+            f"the plugin does not load: {message.get('exceptionType')}: "
+            f"{message.get('message')}{where}"
+        )
+
+    def call(self, request: bytes, timeout: float) -> Reply:
+        try:
+            self.conn.send_bytes(request)
+            if not self.conn.poll(timeout):
+                self.kill()
+                return Reply("timeout")
+            message: JsonObject = json.loads(self.conn.recv_bytes())
+        except (EOFError, OSError):
+            return Reply("crash", {"exitCode": self._exit_code()})
+        return Reply("ok" if message.get("ok") else "raised", message)
+
+    def alive(self) -> bool:
+        return self.process.is_alive() and not self.conn.closed
+
+    def _exit_code(self) -> int | None:
+        self.process.join(2)
+        if self.process.exitcode is None:
+            self.kill()
+        self.conn.close()
+        return self.process.exitcode
+
+    def kill(self) -> None:
+        """SIGKILL the worker's process group (the worker and anything it started)."""
+        pid = self.process.pid
+        if pid is not None and self.process.exitcode is None:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    self.process.kill()
+        self.process.join(5)
+        self.conn.close()
+
+    def stop(self) -> None:
+        """Close the pipe (the worker returns) and make sure it is gone."""
+        self.conn.close()
+        self.process.join(1)
+        if self.process.exitcode is None:
+            self.kill()
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "an unknown status"
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"signal {signal.Signals(-code).name}"
+        return f"signal {-code}"
+    return f"exit code {code}"
+
+
+class Pool:
+    """At most `size` executions at once; with `reuse`, warm workers wait for calls."""
+
+    def __init__(self, plugin: Plugin, plugin_path: str, size: int, reuse: bool) -> None:
+        self.plugin, self.plugin_path, self.size, self.reuse = plugin, plugin_path, size, reuse
+        self.context = _context()
+        self._slots = threading.BoundedSemaphore(size)
+        self._idle: list[Worker] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self._all: set[Worker] = set()
+        """Every worker not known to be gone, so that close() leaves none behind."""
+        self.started = 0
+
+    def _start(self) -> tuple[Worker | None, str | None]:
+        if self._closed:
+            return None, "the host is stopping"
+        try:
+            worker = Worker(self.context, self.plugin_path, self.plugin.entrypoint)
+        except (OSError, ValueError) as error:
+            return None, f"cannot start a worker process: {error}"
+        with self._lock:
+            self.started += 1
+            self._all = {w for w in self._all if w.process.exitcode is None} | {worker}
+            closed = self._closed
+        if closed:
+            worker.kill()
+            return None, "the host is stopping"
+        problem = worker.wait_ready(STARTUP_TIMEOUT)
+        return (None, problem) if problem else (worker, None)
+
+    def probe(self) -> str | None:
+        """Start one worker (the plugin imports, the entrypoint exists); keep it when reusing."""
+        worker, problem = self._start()
+        if worker is not None:
+            self._put(worker)
+            if self.reuse:
+                for _ in range(self.size - 1):
+                    self._replenish()
+        return problem
+
+    def _put(self, worker: Worker) -> None:
+        with self._lock:
+            if self.reuse and not self._closed and len(self._idle) < self.size:
+                self._idle.append(worker)
+                return
+        worker.stop()
+
+    def _replenish(self) -> None:
+        def start() -> None:
+            worker, problem = self._start()
+            if worker is not None:
+                self._put(worker)
+            else:
+                log("worker-start-failed", "warning", reason=problem, pluginId=self.plugin.id)
+
+        threading.Thread(target=start, name="replenish", daemon=True).start()
+
+    def run(self, request: bytes, timeout: float) -> Reply:
+        deadline = time.monotonic() + timeout
+        if not self._slots.acquire(timeout=timeout):
+            return Reply("busy")
+        try:
+            with self._lock:
+                worker = self._idle.pop() if self._idle else None
+            if worker is None or not worker.alive():
+                if worker is not None:
+                    worker.stop()
+                worker, problem = self._start()
+                if worker is None:
+                    return Reply("load", {"message": problem})
+            reply = worker.call(request, max(0.001, deadline - time.monotonic()))
+            if worker.alive() and reply.kind in ("ok", "raised"):
+                self._put(worker)
+            else:
+                worker.kill()
+                if self.reuse:
+                    self._replenish()
+            return reply
+        finally:
+            self._slots.release()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._idle, workers = [], list(self._all)
+        for worker in workers:
+            worker.kill()
+
+
+# ------------------------------------------------------------------------------------------------
+# Metrics
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.outcomes = dict.fromkeys(OUTCOMES, 0)
+        self.buckets = [0] * len(BUCKETS)
+        self.total_seconds = 0.0
+        self.count = 0
+
+    def observe(self, outcome: str, seconds: float) -> None:
+        with self._lock:
+            self.outcomes[outcome] += 1
+            self.count += 1
+            self.total_seconds += seconds
+            for i, bound in enumerate(BUCKETS):
+                if seconds <= bound:
+                    self.buckets[i] += 1
+
+    def render(self, ready: bool, workers_started: int) -> str:
+        with self._lock:
+            lines = [
+                "# HELP wayang_plugin_executions_total Execute requests answered, by outcome.",
+                "# TYPE wayang_plugin_executions_total counter",
+            ]
+            lines += [
+                f'wayang_plugin_executions_total{{outcome="{name}"}} {value}'
+                for name, value in self.outcomes.items()
+            ]
+            lines += [
+                "# HELP wayang_plugin_execution_seconds Time to answer an execute request.",
+                "# TYPE wayang_plugin_execution_seconds histogram",
+            ]
+            lines += [
+                f'wayang_plugin_execution_seconds_bucket{{le="{bound}"}} {count}'
+                for bound, count in zip(BUCKETS, self.buckets, strict=True)
+            ]
+            lines += [
+                f'wayang_plugin_execution_seconds_bucket{{le="+Inf"}} {self.count}',
+                f"wayang_plugin_execution_seconds_sum {self.total_seconds!r}",
+                f"wayang_plugin_execution_seconds_count {self.count}",
+            ]
+        lines += [
+            "# HELP wayang_plugin_ready Whether the plugin is loaded and serving (1) or not (0).",
+            "# TYPE wayang_plugin_ready gauge",
+            f"wayang_plugin_ready {int(ready)}",
+            "# HELP wayang_plugin_workers_started_total Worker processes started.",
+            "# TYPE wayang_plugin_workers_started_total counter",
+            f"wayang_plugin_workers_started_total {workers_started}",
+        ]
+        return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------------
+# The host
+
+
+class RequestError(ValueError):
+    """A request body that is not an execute request (HTTP 400)."""
+
+
+def parse_request(body: bytes) -> tuple[JsonObject, JsonObject, str | None]:
+    try:
+        request = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise RequestError(f"the request body is not JSON: {error}") from error
+    if not isinstance(request, dict):
+        raise RequestError(
+            'the request body must be a JSON object: {"inputs": {...}, "properties": {...}, '
+            '"runId": "<uuid>"}'
+        )
+    unknown = sorted(set(request) - REQUEST_KEYS)
+    if unknown:
+        raise RequestError(
+            f"unknown request field(s) {', '.join(unknown)}: expected inputs, properties, runId"
+        )
+    inputs = request.get("inputs", {})
+    if not isinstance(inputs, dict):
+        raise RequestError("inputs must be a JSON object mapping input port names to values")
+    properties = request.get("properties") or {}
+    if not isinstance(properties, dict):
+        raise RequestError("properties must be a JSON object mapping property names to values")
+    run_id = request.get("runId")
+    if run_id is not None:
+        try:
+            run_id = str(uuid.UUID(run_id)) if isinstance(run_id, str) else None
+        except ValueError:
+            run_id = None
+        if run_id is None:
+            raise RequestError(f"runId must be a UUID string, got {request['runId']!r}")
+    return inputs, properties, run_id
+
+
+def _int_env(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    try:
+        return int(value) if value else default
+    except ValueError:
+        log("bad-setting", "warning", setting=name, value=value, using=default)
+        return default
+
+
+class Host:
+    def __init__(self, descriptor: Path, plugin_path: str, schema_dir: Path) -> None:
+        self.descriptor, self.plugin_path, self.schema_dir = descriptor, plugin_path, schema_dir
+        self.metrics = Metrics()
+        self.plugin: Plugin | None = None
+        self.pool: Pool | None = None
+        self.reason: str | None = "starting: loading the descriptor"
+        self.ready = False
+        self._failed_at: float | None = None
+        self._loading = threading.Lock()
+        self.loaded = threading.Event()
+        """Set once the first load has finished (well or not): calls wait for it."""
+        self.size = max(1, _int_env("WAYANG_WORKERS", 2))
+        self.reuse = os.environ.get("WAYANG_REUSE_WORKERS", "true").lower() not in (
+            "0",
+            "false",
+            "no",
+        )
+
+    @property
+    def origin(self) -> str:
+        return self.plugin.id if self.plugin else ORIGIN
+
+    def load(self) -> None:
+        """Load the descriptor and probe the plugin in a worker; never raises."""
+        if not self._loading.acquire(blocking=False):
+            return
+        try:
+            if self.plugin is None:
+                self.plugin = load_descriptor(self.descriptor, self.schema_dir)
+                self.pool = Pool(self.plugin, self.plugin_path, self.size, self.reuse)
+                self.reason = "starting: importing the plugin module"
+            assert self.pool is not None
+            problem = self.pool.probe()
+        except DescriptorError as error:
+            problem = f"descriptor: {error}"
+        except Exception as error:
+            problem = f"{type(error).__name__}: {error}"
+        finally:
+            self._loading.release()
+        self.ready, self.reason = problem is None, problem
+        self._failed_at = None if problem is None else time.monotonic()
+        self.loaded.set()
+        log(
+            "ready" if problem is None else "not-ready",
+            "info" if problem is None else "error",
+            pluginId=self.plugin.id if self.plugin else None,
+            reason=problem,
+            entrypoint=self.plugin.entrypoint if self.plugin else None,
+            workers=self.size,
+            reuseWorkers=self.reuse,
+        )
+
+    def retry_load(self) -> None:
+        """After a failed load, try again in the background, at most every RELOAD_INTERVAL."""
+        failed = self._failed_at
+        if not self.ready and failed is not None and time.monotonic() - failed > RELOAD_INTERVAL:
+            self._failed_at = time.monotonic()
+            threading.Thread(target=self.load, name="reload", daemon=True).start()
+
+    def readiness(self) -> tuple[int, JsonObject]:
+        self.retry_load()
+        if self.ready and self.plugin is not None:
+            return 200, {
+                "status": "ready",
+                "pluginId": self.plugin.id,
+                "version": self.plugin.version,
+                "entrypoint": self.plugin.entrypoint,
+            }
+        return 503, {"status": "not ready", "reason": self.reason}
+
+    def execute(self, body: bytes) -> tuple[int, JsonObject]:
+        started = time.monotonic()
+        try:
+            status, response, outcome = self._execute(body, started)
+        except Exception as bug:  # a bug of the host's: answer, log, and keep serving
+            log("host-error", "error", error=repr(bug), traceback=traceback.format_exc())
+            status, outcome = 500, "error"
+            response = self._fail(
+                str(uuid.uuid4()),
+                "UnknownError",
+                f"the runtime host failed: {type(bug).__name__}: {bug}",
+                retryable=True,
+                stack=traceback.format_exc(),
+            )
+        run_id = response.get("runId")
+        error = response.get("error") or {}
+        seconds = time.monotonic() - started
+        self.metrics.observe(outcome, seconds)
+        log(
+            "execute",
+            "info" if outcome == "success" else "warning",
+            pluginId=self.origin,
+            runId=run_id,
+            outcome=outcome,
+            status=status,
+            port=response.get("port"),
+            errorType=error.get("type"),
+            durationMs=round(seconds * 1000, 3),
+        )
+        return status, response
+
+    def _fail(
+        self, run_id: str, kind: str, message: str, *, retryable: bool, **extra: Any
+    ) -> JsonObject:
+        plugin = self.plugin
+        payload = error_payload(
+            kind, message, origin=self.origin, run_id=run_id, retryable=retryable, **extra
+        )
+        if retryable and plugin is not None and plugin.max_attempts is not None:
+            payload["maxAttempts"] = plugin.max_attempts
+        return {"port": plugin.error_port if plugin else "error", "error": payload, "runId": run_id}
+
+    def _execute(self, body: bytes, started: float) -> tuple[int, JsonObject, str]:
+        try:
+            given_inputs, given_properties, requested_run = parse_request(body)
+        except RequestError as error:
+            payload = error_payload(
+                "ValidationError",
+                str(error),
+                origin=self.origin,
+                run_id=None,
+                retryable=False,
+                details={"stage": "request"},
+                suggested="abort",
+            )
+            return 400, {"error": payload}, "invalid"
+        run_id = requested_run or str(uuid.uuid4())
+        self.loaded.wait(DEFAULT_TIMEOUT_MS / 1000)  # a call that comes while the host starts
+        self.retry_load()
+        plugin, pool = self.plugin, self.pool
+        if not self.ready or plugin is None or pool is None:
+            reason = self.reason or "the plugin is not loaded"
+            starting = reason.startswith("starting")
+            failed = self._fail(
+                run_id,
+                "PluginLoadError",
+                f"the plugin is not ready: {reason}",
+                retryable=starting,
+                details={"reason": reason},
+                suggested="retry" if starting else "escalate",
+            )
+            return 503, failed, "error"
+        try:
+            inputs = check_inputs(plugin, given_inputs)
+            properties = check_properties(plugin, given_properties)
+        except Invalid as invalid:
+            return 200, self._invalid(run_id, invalid), "invalid"
+        request = json.dumps({"inputs": inputs, "properties": properties}).encode()
+        reply = pool.run(request, plugin.timeout)
+        limit_ms = round(plugin.timeout * 1000)
+        if reply.kind == "ok":
+            output = reply.data.get("output")
+            try:
+                check(plugin.success.validator, output, "output", "output")
+            except Invalid as invalid:
+                return 200, self._invalid(run_id, invalid), "invalid"
+            return 200, {"port": plugin.success.name, "output": output, "runId": run_id}, "success"
+        if reply.kind == "raised":
+            data = reply.data
+            kind = f"{data.get('exceptionType')}"
+            failed = self._fail(
+                run_id,
+                "ToolError",
+                f"the plugin raised {kind}: {data.get('message')}",
+                retryable=bool(data.get("retryable")),
+                details={
+                    "exceptionType": kind,
+                    "exceptionModule": data.get("exceptionModule"),
+                    "exceptionMessage": _cut(str(data.get("message")), MESSAGE_MAX),
+                },
+                stack=data.get("traceback"),
+            )
+            return 200, failed, "error"
+        if reply.kind in ("timeout", "busy"):
+            message = (
+                f"the plugin did not answer within its timeout of {limit_ms} ms; its worker was "
+                "killed"
+                if reply.kind == "timeout"
+                else f"no worker became free within the timeout of {limit_ms} ms"
+            )
+            failed = self._fail(
+                run_id,
+                "Timeout",
+                message,
+                retryable=True,
+                details={
+                    "timeoutMs": limit_ms,
+                    "elapsedMs": round((time.monotonic() - started) * 1000),
+                    "busy": reply.kind == "busy",
+                },
+                suggested="retry",
+            )
+            return 200, failed, "timeout"
+        if reply.kind == "load":
+            message = str(reply.data.get("message"))
+            self.ready, self.reason, self._failed_at = False, message, time.monotonic()
+            failed = self._fail(
+                run_id,
+                "PluginLoadError",
+                message,
+                retryable=True,
+                details={"reason": message},
+                suggested="retry",
+            )
+            return 200, failed, "error"
+        code = reply.data.get("exitCode")
+        failed = self._fail(
+            run_id,
+            "UnknownError",
+            f"the plugin's worker process died with {describe_exit(code)} during the call; "
+            "a new worker serves the next call",
+            retryable=True,
+            details={"exitCode": code},
+            suggested="retry",
+        )
+        return 200, failed, "crash"
+
+    def _invalid(self, run_id: str, invalid: Invalid) -> JsonObject:
+        whose = "the plugin's output" if invalid.stage == "output" else "the request"
+        return self._fail(
+            run_id,
+            "ValidationError",
+            f"{whose} does not match the schema: {invalid}",
+            retryable=False,
+            details={"stage": invalid.stage, "field": invalid.field, "errors": invalid.errors},
+            suggested="abort" if invalid.stage != "output" else "escalate",
+        )
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall
+    server_version = f"wayang-runtime-python/{VERSION}"
+    host: Host  # set on the subclass made in serve()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Access logs stay off: /execute logs its own JSON line."""
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        if status == 405:
+            self.send_header("Allow", "POST" if self.path.split("?")[0] == "/execute" else "GET")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, status: int, document: JsonObject) -> None:
+        self._send(status, json.dumps(document).encode() + b"\n", "application/json")
+
+    def do_GET(self) -> None:
+        path = self.path.split("?")[0]
+        if path == "/healthz":
+            self._json(200, {"status": "ok"})
+        elif path == "/readyz":
+            self._json(*self.host.readiness())
+        elif path == "/metrics":
+            pool = self.host.pool
+            text = self.host.metrics.render(self.host.ready, pool.started if pool else 0)
+            self._send(200, text.encode(), "text/plain; version=0.0.4; charset=utf-8")
+        elif path == "/execute":
+            self._json(405, {"message": "use POST /execute"})
+        else:
+            self._json(404, {"message": f"no such endpoint {path}"})
+
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def do_POST(self) -> None:
+        path = self.path.split("?")[0]
+        if path != "/execute":
+            status = 405 if path in ("/healthz", "/readyz", "/metrics") else 404
+            self._json(status, {"message": f"POST {path}: only POST /execute takes a body"})
+            return
+        length_header = self.headers.get("Content-Length")
+        if self.headers.get("Transfer-Encoding") or length_header is None:
+            self.close_connection = True
+            self._json(411, {"message": "a Content-Length is required (no chunked bodies)"})
+            return
+        try:
+            length = int(length_header)
+        except ValueError:
+            length = -1
+        if length < 0 or length > MAX_REQUEST_BYTES:
+            self.close_connection = True
+            message = f"the body must be 0..{MAX_REQUEST_BYTES} bytes (Content-Length {length})"
+            self._json(413 if length > 0 else 400, {"message": message})
+            return
+        body = self.rfile.read(length)
+        self._json(*self.host.execute(body))
+
+
+def serve() -> None:
+    descriptor = Path(os.environ.get("WAYANG_DESCRIPTOR", "/etc/wayang/plugin.json"))
+    plugin_path = os.environ.get("WAYANG_PLUGIN_PATH", "/opt/wayang/plugin")
+    schema_dir = Path(os.environ.get("WAYANG_SCHEMA_DIR", "/opt/wayang/schemas"))
+    bind = os.environ.get("WAYANG_BIND", "0.0.0.0")  # noqa: S104 - a pod serves its Service
+    port = int(os.environ.get("PORT", "8080"))
+    host = Host(descriptor, plugin_path, schema_dir)
+    handler = type("BoundHandler", (Handler,), {"host": host})
+    server = http.server.ThreadingHTTPServer((bind, port), handler)
+    server.daemon_threads = True
+    log(
+        "listening",
+        address=bind,
+        port=server.server_address[1],
+        descriptor=str(descriptor),
+        pluginPath=plugin_path,
+        version=VERSION,
+    )
+
+    def stop(signum: int, _frame: Any) -> None:
+        log("stopping", signal=signal.Signals(signum).name)
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    threading.Thread(target=host.load, name="load", daemon=True).start()
+    try:
+        server.serve_forever(poll_interval=0.1)
+    finally:
+        server.server_close()
+        if host.pool is not None:
+            host.pool.close()
+        log("stopped")
+
+
+if __name__ == "__main__":
+    serve()

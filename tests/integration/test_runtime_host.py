@@ -1,0 +1,639 @@
+"""The Python runtime host (runtime-images/python/host.py) as a real process, on the samples.
+
+Each test starts host.py with a sample's descriptor and module (no container): the echo plugin
+answers on its success port; schema violations, exceptions, timeouts and crashed workers become
+ErrorPayloads on the error port, and every ErrorPayload is checked against the schema and the
+model. Broken plugins keep the host up (healthz 200) and not ready (readyz 503, with the reason).
+The last test builds the images with runtime-images/build.py (mmdebstrap, network) twice, checks
+that the digests agree, and, as root, runs the echo image's host in a chroot of its layers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from wayang_operator.api.descriptor import PluginDescriptor
+from wayang_operator.api.errors import ErrorPayload
+from wayang_operator.images.oci import manifest_digest
+
+ROOT = Path(__file__).resolve().parents[2]
+RUNTIME = ROOT / "runtime-images"
+HOST = RUNTIME / "python" / "host.py"
+SAMPLES = RUNTIME / "python" / "samples"
+SCHEMAS = ROOT / "schemas"
+ERRORS = jsonschema.Draft202012Validator(
+    json.loads((SCHEMAS / "ErrorPayload.schema.json").read_text()),
+    format_checker=jsonschema.FormatChecker(),
+)
+SAMPLE_NAMES = ("echo", "failing", "slow", "crasher")
+PLACEHOLDER = re.compile(r"^sha256:[0-9a-f]{64}$")
+STARTUP = 15.0
+MARGIN = 0.8
+"""How late a Timeout may answer after the plugin's timeout."""
+
+
+def checked(document: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Every ErrorPayload the host sends must match the schema and the model."""
+    if "error" in document:
+        ERRORS.validate(document["error"])
+        ErrorPayload.model_validate(document["error"])
+    return document
+
+
+@dataclass
+class Host:
+    process: subprocess.Popen[bytes]
+    port: int
+    stdout: Path
+    stderr: Path
+
+    def request(
+        self, method: str, path: str, body: bytes | None = None
+    ) -> tuple[int, bytes, dict[str, str]]:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            connection.request(method, path, body=body)
+            response = connection.getresponse()
+            return response.status, response.read(), dict(response.getheaders())
+        finally:
+            connection.close()
+
+    def get(self, path: str) -> tuple[int, dict[str, Any]]:
+        status, body, _ = self.request("GET", path)
+        return status, json.loads(body)
+
+    def post(self, body: bytes) -> tuple[int, Mapping[str, Any]]:
+        status, data, headers = self.request("POST", "/execute", body)
+        assert headers["Content-Type"] == "application/json"
+        return status, checked(json.loads(data))
+
+    def execute(
+        self, inputs: Mapping[str, Any], properties: Mapping[str, Any] | None = None, **extra: Any
+    ) -> tuple[int, Mapping[str, Any]]:
+        body: dict[str, Any] = {"inputs": dict(inputs), **extra}
+        if properties is not None:
+            body["properties"] = dict(properties)
+        return self.post(json.dumps(body).encode())
+
+    def metrics(self) -> dict[str, float]:
+        status, body, headers = self.request("GET", "/metrics")
+        assert status == 200
+        assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        samples: dict[str, float] = {}
+        for line in body.decode().splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                samples[name] = float(value)
+        return samples
+
+    def logs(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.stdout.read_text().splitlines()]
+
+    def wait_ready(self, want: int = 200) -> dict[str, Any]:
+        """readyz once the host has finished starting (200, or 503 with a final reason)."""
+        deadline = time.monotonic() + STARTUP
+        while True:
+            status, body = self.get("/readyz")
+            if status == want and not str(body.get("reason", "")).startswith("starting"):
+                return body
+            assert time.monotonic() < deadline, f"readyz still {status} {body}"
+            time.sleep(0.02)
+
+
+def _descendants(pid: int) -> set[int]:
+    found: set[int] = set()
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            for child in children.read_text().split():
+                found |= {int(child)} | _descendants(int(child))
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    return fields[0] != "Z"
+
+
+@contextlib.contextmanager
+def running(
+    folder: Path,
+    descriptor: Mapping[str, Any] | None,
+    plugin_path: Path,
+    env: Mapping[str, str] | None = None,
+    command: Sequence[str] = (sys.executable, str(HOST)),
+    *,
+    inherit: bool = True,
+) -> Iterator[Host]:
+    """host.py on a free port (it logs which) with `descriptor` written to folder/plugin.json;
+    `env` last, over this environment (`inherit`) and the settings made here."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "plugin.json"
+    if descriptor is not None:
+        path.write_text(json.dumps(descriptor))
+    stdout, stderr = folder / "stdout.log", folder / "stderr.log"
+    environment = {
+        **(os.environ if inherit else {}),
+        "WAYANG_DESCRIPTOR": str(path),
+        "WAYANG_PLUGIN_PATH": str(plugin_path),
+        "WAYANG_SCHEMA_DIR": str(SCHEMAS),
+        "WAYANG_BIND": "127.0.0.1",
+        "PORT": "0",
+        "PYTHONDONTWRITEBYTECODE": "1",  # no __pycache__ in the samples folder
+        **(env or {}),
+    }
+    with stdout.open("wb") as out, stderr.open("wb") as err:
+        process = subprocess.Popen(list(command), env=environment, stdout=out, stderr=err)
+    try:
+        deadline = time.monotonic() + STARTUP
+        port = None
+        while port is None:
+            for line in stdout.read_text().splitlines():
+                record = json.loads(line)
+                if record["event"] == "listening":
+                    port = int(record["port"])
+            if port is None:
+                assert process.poll() is None, f"host exited: {stderr.read_text()}"
+                assert time.monotonic() < deadline, "host did not listen"
+                time.sleep(0.02)
+        yield Host(process, port, stdout, stderr)
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def sample(name: str, **changes: Any) -> dict[str, Any]:
+    descriptor: dict[str, Any] = json.loads((SAMPLES / name / "plugin.json").read_text())
+    descriptor.update(changes)
+    return descriptor
+
+
+@pytest.fixture(scope="module")
+def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Host]]:
+    """One host per sample; slow gets the shortest timeout the schema allows (1000 ms)."""
+    folder = tmp_path_factory.mktemp("hosts")
+    descriptors = {
+        "echo": sample("echo"),
+        "failing": sample("failing"),
+        "slow": sample("slow", resourceProfile={"timeout": 1000}),
+        "crasher": sample("crasher"),
+    }
+    with contextlib.ExitStack() as stack:
+        started = {
+            name: stack.enter_context(running(folder / name, descriptor, SAMPLES / name))
+            for name, descriptor in descriptors.items()
+        }
+        for host in started.values():
+            host.wait_ready()
+        yield started
+
+
+# ------------------------------------------------------------------------------------------------
+# The samples
+
+
+@pytest.mark.parametrize("name", SAMPLE_NAMES)
+def test_the_sample_descriptors_are_valid_plugin_descriptors(name: str) -> None:
+    descriptor = sample(name)
+    schema = json.loads((SCHEMAS / "PluginDescriptor.schema.json").read_text())
+    jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker()).validate(
+        descriptor
+    )
+    model = PluginDescriptor.model_validate(descriptor)
+    assert model.implementation.type == "python"
+    assert model.implementation.coordinate == f"wayang-samples-{name}"
+    assert PLACEHOLDER.match(model.implementation.digest)
+    assert model.implementation.entrypoint == f"{name}_plugin:execute"
+    assert (SAMPLES / name / f"{name}_plugin.py").is_file()
+    assert model.outputs.error.schema_ == "/schemas/ErrorPayload.schema.json"
+
+
+# ------------------------------------------------------------------------------------------------
+# Success
+
+
+def test_echo_answers_on_its_success_port(hosts: dict[str, Host]) -> None:
+    run_id = str(uuid.uuid4())
+    status, answer = hosts["echo"].execute({"text": "hello"}, runId=run_id)
+    assert status == 200
+    assert answer["port"] == "echoed"
+    assert answer["runId"] == run_id
+    assert answer["output"]["text"] == "HELLO!", "configuration.suffix applies"
+    assert answer["output"]["count"] >= 1
+    status, answer = hosts["echo"].execute({"text": "hi"}, {"suffix": "?"})
+    assert (status, answer["output"]["text"]) == (200, "HI?"), "the request's properties win"
+    assert uuid.UUID(answer["runId"]), "a run id is made when none is given"
+
+
+def test_pooled_workers_keep_state_and_fresh_ones_do_not(tmp_path: Path) -> None:
+    with running(tmp_path / "pool", sample("echo"), SAMPLES / "echo", {"WAYANG_WORKERS": "1"}) as h:
+        counts = [h.execute({"text": "a"})[1]["output"]["count"] for _ in range(3)]
+        assert counts == [1, 2, 3]
+    fresh = {"WAYANG_REUSE_WORKERS": "false"}
+    with running(tmp_path / "fresh", sample("echo"), SAMPLES / "echo", fresh) as h:
+        counts = [h.execute({"text": "a"})[1]["output"]["count"] for _ in range(3)]
+        assert counts == [1, 1, 1]
+
+
+# ------------------------------------------------------------------------------------------------
+# Validation
+
+
+@pytest.mark.parametrize(
+    ("inputs", "properties", "field", "keyword"),
+    [
+        ({"text": 42}, None, "inputs.text", "type"),
+        ({}, None, "inputs.text", "required"),
+        ({"text": "x" * 1001}, None, "inputs.text", "maxLength"),
+        ({"text": "a", "bogus": 1}, None, "inputs.bogus", "required"),
+        ({"text": "a"}, {"suffix": "much too long"}, "properties.suffix", "maxLength"),
+        ({"text": "a"}, {"suffix": 7}, "properties.suffix", "type"),
+        ({"text": "a"}, {"volume": 11}, "properties.volume", "required"),
+    ],
+)
+def test_a_schema_violation_is_a_validation_error_naming_the_field(
+    hosts: dict[str, Host],
+    inputs: dict[str, Any],
+    properties: dict[str, Any] | None,
+    field: str,
+    keyword: str,
+) -> None:
+    status, answer = hosts["echo"].execute(inputs, properties)
+    assert (status, answer["port"]) == (200, "error")
+    error = answer["error"]
+    assert error["type"] == "ValidationError"
+    assert error["retryable"] is False
+    assert field in error["message"]
+    assert error["details"]["field"] == field
+    assert error["details"]["errors"][0]["keyword"] == keyword
+    assert error["originNode"] == "io.wayang.samples/echo"
+    assert error["originRunId"] == answer["runId"]
+
+
+def test_nested_fields_and_the_output_are_named_too(tmp_path: Path) -> None:
+    descriptor = sample("echo")
+    descriptor["inputs"].append(
+        {
+            "name": "payload",
+            "required": False,
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "items": {"type": "array", "items": {"type": "object", "required": ["name"]}}
+                },
+            },
+        }
+    )
+    descriptor["outputs"]["success"]["schema"] = {
+        "type": "object",
+        "properties": {"text": {"type": "string", "maxLength": 3}},
+    }
+    with running(tmp_path, descriptor, SAMPLES / "echo") as host:
+        host.wait_ready()
+        _, answer = host.execute({"text": "a", "payload": {"items": [{"name": "x"}, {}]}})
+        assert answer["error"]["details"]["field"] == "inputs.payload.items[1].name"
+        _, answer = host.execute({"text": "hello"})
+        assert answer["port"] == "error"
+        assert answer["error"]["type"] == "ValidationError"
+        assert answer["error"]["details"] == {
+            "stage": "output",
+            "field": "output.text",
+            "errors": [
+                {"field": "output.text", "message": "'HELLO!' is too long", "keyword": "maxLength"}
+            ],
+        }
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"not json", "not JSON"),
+        (b"[1, 2]", "must be a JSON object"),
+        (b'{"inputs": []}', "inputs must be a JSON object"),
+        (b'{"inputs": {}, "properties": 3}', "properties must be a JSON object"),
+        (b'{"inputs": {}, "runId": "run-1"}', "runId must be a UUID"),
+        (b'{"input": {"text": "a"}}', "unknown request field(s) input"),
+    ],
+)
+def test_a_malformed_body_is_a_400(hosts: dict[str, Host], body: bytes, message: str) -> None:
+    status, answer = hosts["echo"].post(body)
+    assert status == 400
+    assert message in answer["error"]["message"]
+    assert answer["error"]["details"] == {"stage": "request"}
+
+
+def test_unknown_paths_and_methods(hosts: dict[str, Host]) -> None:
+    assert hosts["echo"].request("GET", "/nowhere")[0] == 404
+    status, _, headers = hosts["echo"].request("GET", "/execute")
+    assert (status, headers["Allow"]) == (405, "POST")
+    assert hosts["echo"].request("POST", "/healthz", b"{}")[0] == 405
+
+
+# ------------------------------------------------------------------------------------------------
+# Failures of the plugin
+
+
+def test_an_exception_is_a_tool_error(hosts: dict[str, Host]) -> None:
+    run_id = str(uuid.uuid4())
+    status, answer = hosts["failing"].execute({"reason": "testing"}, runId=run_id)
+    assert (status, answer["port"]) == (200, "error")
+    error = answer["error"]
+    assert error["type"] == "ToolError"
+    assert error["retryable"] is False
+    assert error["details"]["exceptionType"] == "ValueError"
+    assert error["details"]["exceptionMessage"] == "failing on purpose: testing"
+    assert "ValueError: failing on purpose: testing" in error["message"]
+    assert "failing_plugin.py" in error["stackTrace"]
+    assert error["originRunId"] == run_id
+    assert hosts["failing"].execute({})[1]["error"]["details"]["exceptionMessage"] == (
+        "failing on purpose: no reason given"
+    ), "the port's defaultValue applies"
+
+
+def test_a_plugin_over_its_timeout_is_killed_and_reported(hosts: dict[str, Host]) -> None:
+    started = time.monotonic()
+    status, answer = hosts["slow"].execute({"seconds": 30})
+    elapsed = time.monotonic() - started
+    assert 1.0 <= elapsed < 1.0 + MARGIN, elapsed
+    assert (status, answer["port"]) == (200, "error")
+    error = answer["error"]
+    assert error["type"] == "Timeout"
+    assert error["retryable"] is True
+    assert error["suggestedAction"] == "retry"
+    assert error["details"]["timeoutMs"] == 1000
+    assert error["maxAttempts"] == 2, "errorHandling.retryPolicy.maxAttempts"
+    status, answer = hosts["slow"].execute({"seconds": 0})
+    assert (status, answer["port"], answer["output"]) == (200, "result", {"slept": 0})
+
+
+def test_calls_run_in_parallel_up_to_the_worker_count(hosts: dict[str, Host]) -> None:
+    answers: list[Mapping[str, Any]] = []
+
+    def call() -> None:
+        answers.append(hosts["slow"].execute({"seconds": 0.6})[1])
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=call) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [answer["port"] for answer in answers] == ["result", "result"]
+    assert time.monotonic() - started < 1.1, "two workers: the two calls overlapped"
+
+
+def test_a_crashed_worker_is_reported_and_the_host_serves_on(hosts: dict[str, Host]) -> None:
+    host = hosts["crasher"]
+    before = host.metrics()
+    for _ in range(2):
+        status, answer = host.execute({"crash": True})
+        assert (status, answer["port"]) == (200, "error")
+        error = answer["error"]
+        assert error["type"] == "UnknownError"
+        assert error["retryable"] is True
+        assert error["details"] == {"exitCode": 3}
+        assert "exit code 3" in error["message"]
+        status, answer = host.execute({"crash": False})
+        assert (status, answer["port"], answer["output"]) == (200, "result", {"survived": True})
+    assert host.get("/healthz") == (200, {"status": "ok"})
+    after = host.metrics()
+    assert after['wayang_plugin_executions_total{outcome="crash"}'] == (
+        before['wayang_plugin_executions_total{outcome="crash"}'] + 2
+    )
+    assert (
+        after["wayang_plugin_workers_started_total"]
+        >= before["wayang_plugin_workers_started_total"] + 2
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Probes, metrics, logs
+
+
+def test_probes_of_a_working_plugin(hosts: dict[str, Host]) -> None:
+    assert hosts["echo"].get("/healthz") == (200, {"status": "ok"})
+    assert hosts["echo"].get("/readyz") == (
+        200,
+        {
+            "status": "ready",
+            "pluginId": "io.wayang.samples/echo",
+            "version": "1.0.0",
+            "entrypoint": "echo_plugin:execute",
+        },
+    )
+
+
+BROKEN = {
+    "import-raises": (
+        "raise RuntimeError('broken on purpose')\n",
+        "RuntimeError: broken on purpose",
+    ),
+    "import-exits": ("import os\nos._exit(7)\n", "exit code 7 while importing"),
+    "no-entrypoint": ("def other(inputs, properties):\n    return {}\n", "AttributeError"),
+    "syntax-error": ("def execute(:\n", "SyntaxError"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_a_broken_module_keeps_the_host_up_and_not_ready(tmp_path: Path, case: str) -> None:
+    code, reason = BROKEN[case]
+    (tmp_path / "plugin").mkdir()
+    (tmp_path / "plugin" / "echo_plugin.py").write_text(code)
+    with running(tmp_path, sample("echo"), tmp_path / "plugin") as host:
+        body = host.wait_ready(503)
+        assert body["status"] == "not ready"
+        assert reason in body["reason"]
+        assert host.get("/healthz") == (200, {"status": "ok"})
+        status, answer = host.execute({"text": "a"})
+        assert status == 503
+        assert answer["error"]["type"] == "PluginLoadError"
+        assert reason in answer["error"]["message"]
+        assert host.metrics()["wayang_plugin_ready"] == 0
+        time.sleep(0.3)
+        assert host.process.poll() is None, "the host is still running"
+
+
+def test_a_missing_or_invalid_descriptor_keeps_the_host_up(tmp_path: Path) -> None:
+    with running(tmp_path / "missing", None, SAMPLES / "echo") as host:
+        body = host.wait_ready(503)
+        assert "descriptor: cannot read the descriptor" in body["reason"]
+        status, answer = host.execute({"text": "a"})
+        assert status == 503
+        assert answer["port"] == "error"
+        assert answer["error"]["originNode"] == "wayang-runtime-python"
+    bad = sample("echo")
+    bad["inputs"][0]["schema"] = {"type": "strung"}
+    with running(tmp_path / "bad", bad, SAMPLES / "echo") as host:
+        assert "inputs[0].schema: not a valid JSON Schema" in host.wait_ready(503)["reason"]
+    remote = sample("echo")
+    remote["inputs"][0]["schema"] = {"$ref": "https://example.com/schema.json"}
+    with running(tmp_path / "remote", remote, SAMPLES / "echo") as host:
+        assert "points outside the schema" in host.wait_ready(503)["reason"]
+
+
+def test_metrics_count_outcomes_and_durations(hosts: dict[str, Host]) -> None:
+    host = hosts["echo"]
+    before = host.metrics()
+    host.execute({"text": "a"})
+    host.execute({"text": 1})
+    host.post(b"nope")
+    after = host.metrics()
+
+    def moved(name: str) -> float:
+        return after[name] - before[name]
+
+    assert moved('wayang_plugin_executions_total{outcome="success"}') == 1
+    assert moved('wayang_plugin_executions_total{outcome="invalid"}') == 2
+    assert moved('wayang_plugin_executions_total{outcome="error"}') == 0
+    assert moved("wayang_plugin_execution_seconds_count") == 3
+    assert moved('wayang_plugin_execution_seconds_bucket{le="+Inf"}') == 3
+    assert moved('wayang_plugin_execution_seconds_bucket{le="1.0"}') == 3
+    assert moved("wayang_plugin_execution_seconds_sum") > 0
+    assert after["wayang_plugin_ready"] == 1
+    assert hosts["failing"].metrics()['wayang_plugin_executions_total{outcome="error"}'] >= 1
+    hosts["slow"].execute({"seconds": 5})
+    assert hosts["slow"].metrics()['wayang_plugin_executions_total{outcome="timeout"}'] >= 1
+
+
+def test_logs_are_json_lines_with_the_run(hosts: dict[str, Host]) -> None:
+    run_id = str(uuid.uuid4())
+    hosts["failing"].execute({}, runId=run_id)
+    records = hosts["failing"].logs()
+    (record,) = [r for r in records if r.get("runId") == run_id]
+    assert record["event"] == "execute"
+    assert record["pluginId"] == "io.wayang.samples/failing"
+    assert record["outcome"] == "error"
+    assert record["errorType"] == "ToolError"
+    assert isinstance(record["durationMs"], float)
+    assert {"listening", "ready"} <= {r["event"] for r in records}
+
+
+def test_sigterm_stops_the_host_and_its_workers(tmp_path: Path) -> None:
+    with running(tmp_path, sample("echo"), SAMPLES / "echo") as host:
+        host.wait_ready()
+        host.execute({"text": "a"})
+        workers = _descendants(host.process.pid)
+        assert workers, "the forkserver and the workers are the host's descendants"
+        host.process.send_signal(signal.SIGTERM)
+        assert host.process.wait(10) == 0
+        assert host.logs()[-1]["event"] == "stopped"
+        deadline = time.monotonic() + 5
+        while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [pid for pid in workers if _running(pid)]
+
+
+# ------------------------------------------------------------------------------------------------
+# The images
+
+
+def _build(out: Path) -> dict[str, dict[str, Any]]:
+    result = subprocess.run(
+        [sys.executable, str(RUNTIME / "build.py"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "[images]" in result.stderr
+    built: dict[str, dict[str, Any]] = json.loads(result.stdout)
+    return built
+
+
+def _layers(layout: Path) -> tuple[dict[str, Any], list[Path]]:
+    def blob(digest: str) -> Path:
+        return layout / "blobs" / "sha256" / digest.removeprefix("sha256:")
+
+    index = json.loads((layout / "index.json").read_text())
+    manifest = json.loads(blob(index["manifests"][0]["digest"]).read_text())
+    config = json.loads(blob(manifest["config"]["digest"]).read_text())
+    return config, [blob(layer["digest"]) for layer in manifest["layers"]]
+
+
+def _chroot_run(image: Path, root: Path) -> contextlib.AbstractContextManager[Host]:
+    """The image's host in a chroot of its layers, as its user (root and chroot(8) needed)."""
+    config, layers = _layers(image)
+    for layer in layers:
+        with tarfile.open(layer) as tar:
+            tar.extractall(root, filter="fully_trusted")
+    (root / "dev").mkdir(exist_ok=True)
+    os.mknod(root / "dev" / "null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    (root / "tmp").chmod(0o1777)
+    env = dict(item.split("=", 1) for item in config["config"]["Env"])
+    chroot = shutil.which("chroot") or "/usr/sbin/chroot"
+    command = [chroot, f"--userspec={config['config']['User']}", str(root)]
+    command += config["config"]["Entrypoint"]
+    image_env = {**env, "PORT": "0", "WAYANG_BIND": "127.0.0.1"}
+    plugin_path = Path(env["WAYANG_PLUGIN_PATH"])
+    return running(root.parent / "logs", None, plugin_path, image_env, command, inherit=False)
+
+
+@pytest.mark.slow
+def test_build_makes_reproducible_images_that_run(tmp_path: Path) -> None:
+    first, second = _build(tmp_path / "a"), _build(tmp_path / "b")
+    runtime = "localhost/wayang/runtime-python:0.1.0"
+    names = {runtime} | {f"localhost/wayang/sample-{n}:1.0.0" for n in SAMPLE_NAMES}
+    assert set(first) == set(second) == names
+    for name, image in first.items():
+        assert image["digest"] == second[name]["digest"], f"{name} is not reproducible"
+        assert manifest_digest(Path(image["layout"])) == image["digest"]
+        assert manifest_digest(Path(image["tar"])) == image["digest"]
+    config, layers = _layers(Path(first["localhost/wayang/sample-echo:1.0.0"]["layout"]))
+    assert config["config"]["User"] == "65532:65532"
+    assert config["config"]["Entrypoint"] == ["python3", "/opt/wayang/host.py"]
+    assert len(layers) == 3
+    base, _ = _layers(Path(first[runtime]["layout"]))
+    assert base["rootfs"]["diff_ids"] == config["rootfs"]["diff_ids"][:2], "shared base layers"
+    with tarfile.open(layers[0]) as tar:
+        names_in_base = set(tar.getnames())
+    assert {"./usr/bin/python3", "./var/lib/dpkg/status"} <= names_in_base
+    assert any("/dist-packages/jsonschema/" in name for name in names_in_base)
+    assert not any(name.startswith("./usr/share/perl/") for name in names_in_base)
+    with tarfile.open(layers[2]) as tar:
+        module = tar.extractfile("opt/wayang/plugin/echo_plugin.py")
+        descriptor = tar.extractfile("etc/wayang/plugin.json")
+        assert module is not None
+        assert descriptor is not None
+        code, document = module.read(), json.loads(descriptor.read())
+    assert code == (SAMPLES / "echo" / "echo_plugin.py").read_bytes()
+    digest = document["implementation"]["digest"]
+    assert digest == "sha256:" + hashlib.sha256(code).hexdigest()
+    assert config["config"]["Labels"]["io.wayang.plugin.digest"] == digest
+    if os.geteuid() != 0 or not (shutil.which("chroot") or Path("/usr/sbin/chroot").exists()):
+        return  # running the image's own Python needs chroot(2), which needs root
+    echo = Path(first["localhost/wayang/sample-echo:1.0.0"]["layout"])
+    with _chroot_run(echo, tmp_path / "root") as host:
+        host.wait_ready()
+        status, answer = host.execute({"text": "from the image"})
+        assert (status, answer["output"]["text"]) == (200, "FROM THE IMAGE!")
+        status, answer = host.execute({"text": 5})
+        assert answer["error"]["details"]["field"] == "inputs.text"
