@@ -1,6 +1,8 @@
 """The local node runs pods for real: a pod of RuntimeClass `gvisor` runs in a gVisor sandbox, the
 same pod without it runs under runc on the host's kernel, images are found by digest without a
-registry, and a ClusterIP Service answers from the host and from a sandboxed pod.
+registry, a ClusterIP Service answers from the host and from a sandboxed pod, and a NetworkPolicy
+that denies all egress (what the product renders for untrusted plugins) cuts a sandboxed pod off
+while ingress on its port still works.
 
 The probe image (e2e/tools/probe) reports what kernel it sees. gVisor's signatures: its own
 dmesg starts with "Starting gVisor...", and uname/`/proc/version` show the kernel gVisor
@@ -15,8 +17,11 @@ local cluster (and so which node) that is.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
+import threading
 import time
 import urllib.request
 import uuid
@@ -74,6 +79,8 @@ def probe_pod(
     image: str,
     runtime_class: str | None = None,
     pull_policy: str = "Never",
+    labels: dict[str, str] | None = None,
+    automount_token: bool | None = None,
 ) -> dict[str, Any]:
     """Run the probe in a pod and return the pod once it is Ready."""
     name = f"probe-{runtime_class or 'runc'}-{uuid.uuid4().hex[:5]}"
@@ -84,17 +91,21 @@ def probe_pod(
                 "image": image,
                 "imagePullPolicy": pull_policy,
                 "ports": [{"containerPort": 8080}],
-                "readinessProbe": {"httpGet": {"path": "/probe", "port": 8080}},
+                # every second, not 10: a first probe before the server listens (or the
+                # kubelet's random start delay in its first period after starting) costs a period
+                "readinessProbe": {"httpGet": {"path": "/probe", "port": 8080}, "periodSeconds": 1},
             }
         ],
         "terminationGracePeriodSeconds": 1,
     }
     if runtime_class:
         spec["runtimeClassName"] = runtime_class
+    if automount_token is not None:
+        spec["automountServiceAccountToken"] = automount_token
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": name, "labels": {"app": "probe", "probe": name}},
+        "metadata": {"name": name, "labels": {"app": "probe", "probe": name, **(labels or {})}},
         "spec": spec,
     }
     # a fresh namespace's default ServiceAccount may not exist yet (the controller manager
@@ -119,6 +130,67 @@ def report(address: str, target: str | None = None) -> dict[str, Any]:
     with urllib.request.urlopen(f"http://{address}/probe{query}", timeout=10) as response:
         document: dict[str, Any] = json.load(response)
     return document
+
+
+def service_for(kube: Kube, namespace: str, name: str, pod: dict[str, Any]) -> str:
+    """A ClusterIP Service (port 80) in front of `pod`'s 8080; its IP once it answers."""
+    kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name},
+            "spec": {
+                "selector": {"probe": pod["metadata"]["name"]},
+                "ports": [{"port": 80, "targetPort": 8080}],
+            },
+        },
+        namespace=namespace,
+    )
+    cluster_ip = str(kube.get("service", name, namespace)["spec"]["clusterIP"])
+    deadline = time.monotonic() + 30  # until kube-proxy has programmed the endpoints
+    while True:
+        try:
+            report(f"{cluster_ip}:80")
+            return cluster_ip
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+@contextlib.contextmanager
+def tcp_listener(address: str) -> Iterator[tuple[int, list[str]]]:
+    """A TCP listener on `address` (a free port outside the NodePort range, which kube-router
+    lets through to the host whatever the policy); yields its port and the peers it accepted."""
+    while True:
+        server = socket.create_server((address, 0))
+        port = server.getsockname()[1]
+        if not 30000 <= port <= 32767:
+            break
+        server.close()
+    server.settimeout(0.2)
+    peers: list[str] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                connection, peer = server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            peers.append(peer[0])
+            connection.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield port, peers
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        server.close()
 
 
 def runtime_of(node: localnode.Node, pod: dict[str, Any]) -> str:
@@ -161,26 +233,8 @@ def test_a_service_answers_from_the_host_and_from_a_sandboxed_pod(
 ) -> None:
     backend = probe_pod(kube, namespace, probe.name)  # by tag works too
     client = probe_pod(kube, namespace, probe.by_digest, localnode.RUNTIME_CLASS)
-    selector = {"probe": backend["metadata"]["name"]}
-    kube.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": "probe"},
-            "spec": {"selector": selector, "ports": [{"port": 80, "targetPort": 8080}]},
-        },
-        namespace=namespace,
-    )
-    cluster_ip = kube.get("service", "probe", namespace)["spec"]["clusterIP"]
-    deadline = time.monotonic() + 30  # until kube-proxy has programmed the endpoints
-    while True:
-        try:
-            from_host = report(f"{cluster_ip}:80")
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
+    cluster_ip = service_for(kube, namespace, "probe", backend)
+    from_host = report(f"{cluster_ip}:80")
     assert from_host["uname"] == HOST_RELEASE  # the backend is the runc pod
     from_sandbox = report(f"{client['status']['podIP']}:8080", target=f"{cluster_ip}:80")
     assert from_sandbox["egress"] == "ok", from_sandbox
@@ -215,3 +269,74 @@ def test_images_are_found_by_digest_only_when_imported(
         reason = waiting[0].get("reason", "") if waiting else ""
         time.sleep(0.5)
     assert reason == "ErrImageNeverPull"
+
+
+UNTRUSTED = {"wayang-test/trust": "untrusted"}
+
+
+def test_a_network_policy_cuts_a_sandboxed_pod_off_but_lets_its_port_in(
+    kube: Kube, namespace: str, node: localnode.Node, probe: localnode.ImportedImage
+) -> None:
+    """What the product renders for an untrusted plugin: no egress at all, ingress on 8080 only.
+
+    kube-router (node.py) enforces it; the bridge plugin alone would not. Each pod is asked,
+    through its HTTP port from the host (ingress, allowed on 8080), to open a TCP connection to a
+    pod, a Service and a listener on the node's own address: the restricted gVisor pod must fail
+    every one, an unrestricted pod next to it must reach all of them.
+    """
+    kube.apply(
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": "untrusted"},
+            "spec": {
+                "podSelector": {"matchLabels": UNTRUSTED},
+                "policyTypes": ["Ingress", "Egress"],
+                "ingress": [{"ports": [{"protocol": "TCP", "port": 8080}]}],
+                "egress": [],
+            },
+        },
+        namespace=namespace,
+    )
+    restricted = probe_pod(
+        kube,
+        namespace,
+        probe.by_digest,
+        localnode.RUNTIME_CLASS,
+        labels=UNTRUSTED,
+        automount_token=False,
+    )
+    unrestricted = probe_pod(kube, namespace, probe.by_digest)
+    restricted_at = f"{restricted['status']['podIP']}:8080"
+    unrestricted_at = f"{unrestricted['status']['podIP']}:8080"
+    service_ip = service_for(kube, namespace, "unrestricted", unrestricted)
+
+    with tcp_listener(node.ip) as (port, peers):
+        targets = {
+            "a pod": unrestricted_at,
+            "a Service": f"{service_ip}:80",
+            "the node": f"{node.ip}:{port}",
+        }
+        # kube-router programs the pod's chain once it sees the pod: wait for the first denial
+        deadline = time.monotonic() + 30
+        while report(restricted_at, target=targets["a pod"])["egress"] == "ok":
+            assert time.monotonic() < deadline, "the egress policy was never enforced"
+            time.sleep(0.5)
+        for what, target in targets.items():
+            denied = report(restricted_at, target=target)  # ingress on 8080: answered
+            assert denied["egress"] not in ("", "ok"), (what, denied)
+            assert GVISOR_DMESG in denied["dmesg_head"]
+            allowed = report(unrestricted_at, target=target)
+            assert allowed["egress"] == "ok", (what, allowed)
+        # the kernel completes a handshake before the listener's thread accepts it
+        deadline = time.monotonic() + 5
+        while unrestricted["status"]["podIP"] not in peers:
+            assert time.monotonic() < deadline, peers
+            time.sleep(0.1)
+        assert restricted["status"]["podIP"] not in peers  # accepted in order: it came first
+
+    # ingress from a pod on the allowed port works too
+    assert report(unrestricted_at, target=restricted_at)["egress"] == "ok"
+    # no service-account token where automounting is off; the default still mounts one
+    assert report(restricted_at)["token"] is False
+    assert report(unrestricted_at)["token"] is True

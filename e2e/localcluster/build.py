@@ -15,11 +15,13 @@ upstream's release flags (``-trimpath``, tags ``selinux,notest,grpcnotrace``,
 
 The local node (node.py) adds the kubelet, kube-proxy and gVisor (``runsc`` and
 ``containerd-shim-runsc-v1``) from one pinned commit of gVisor's ``go`` branch,
-with one build-time patch (see :class:`Patch` and ``GVISOR_SHIM_OOM``).
+with one build-time patch (see :class:`Patch` and ``GVISOR_SHIM_OOM``), and
+kube-router (its NetworkPolicy firewall; upstream builds it with ``CGO_ENABLED=0``
+and no tags, its go.mod replaces nothing).
 
 Go's own module and build caches (``go env GOMODCACHE`` / ``GOCACHE``) are used
 unchanged so other projects share them. Binaries land in
-``<cache>/bin/<release>-<ver>/`` (kubernetes, etcd, gvisor, trivy) where
+``<cache>/bin/<release>-<ver>/`` (kubernetes, etcd, gvisor, kube-router, trivy) where
 ``<cache>`` is ``${WAYANG_CACHE:-${XDG_CACHE_HOME:-~/.cache}/wayang}``.
 
 Usage::
@@ -62,6 +64,8 @@ answers containerd with a JSON bootstrap record; containerd 1.6 (Debian bookworm
 Kubernetes 1.35 supports) reads that answer as the socket address and cannot connect. This commit
 is the last one on the proxy whose shim still uses containerd 1.6's library (plain address).
 """
+KUBE_ROUTER_VERSION = "v2.10.0"
+"""The node's NetworkPolicy engine (firewall controller only). Needs Go >= 1.26.0 (its go.mod)."""
 TOOLS = Path(__file__).resolve().parents[1] / "tools"
 """The project's own small Go programs (test fixtures), each a module of its own."""
 
@@ -98,6 +102,20 @@ class Patch:
 
 
 @dataclass(frozen=True)
+class Override:
+    """A dependency built at another published version than the one upstream's go.mod pins.
+
+    Only for a pinned version the module proxy here refuses (``403 … not available``); the
+    build then uses ``version`` through a ``replace`` in the helper module, and
+    :func:`_check_pins` stays quiet about it because the substitution is declared here.
+    """
+
+    module: str
+    version: str
+    why: str
+
+
+@dataclass(frozen=True)
 class Release:
     """One upstream source release built through a generated helper module."""
 
@@ -109,6 +127,7 @@ class Release:
     published_version: Callable[[str], str]  # locally replaced module -> version
     env: tuple[tuple[str, str], ...] = ()  # extra build environment, as upstream's release build
     patches: tuple[Patch, ...] = ()
+    overrides: tuple[Override, ...] = ()
 
     @property
     def dir_name(self) -> str:
@@ -191,6 +210,24 @@ GVISOR = Release(
     patches=(GVISOR_SHIM_OOM,),
 )
 
+KUBE_ROUTER_NETLINK = Override(
+    module="github.com/vishvananda/netlink",
+    version="v1.3.1",
+    why="the module proxy here refuses the pinned v1.3.2-0.20260505210927-99e979749d3e "
+    "(403 'This module version is not available'); v1.3.1 is netlink's newest release, "
+    "kube-router builds against it unchanged",
+)
+
+KUBE_ROUTER = Release(
+    name="kube-router",
+    version=KUBE_ROUTER_VERSION,
+    root_module="github.com/cloudnativelabs/kube-router/v2",
+    extra_modules=(),
+    tags="",  # upstream's Makefile: plain `CGO_ENABLED=0 go build` with version ldflags
+    published_version=_unused_published_version,  # its go.mod replaces nothing
+    overrides=(KUBE_ROUTER_NETLINK,),
+)
+
 COMPONENTS: dict[str, Component] = {
     c.name: c
     for c in (
@@ -209,6 +246,11 @@ COMPONENTS: dict[str, Component] = {
         # (runtime_type io.containerd.runsc.v1 makes containerd run `containerd-shim-runsc-v1`).
         Component("runsc", GVISOR, "gvisor.dev/gvisor/runsc"),
         Component("containerd-shim-runsc-v1", GVISOR, "gvisor.dev/gvisor/shim"),
+        # NetworkPolicy enforcement on the node (the CNI bridge has none): kube-router with
+        # only its firewall controller (`--run-firewall`, no router, no service proxy)
+        Component(
+            "kube-router", KUBE_ROUTER, "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router"
+        ),
         # Built rather than taken from PyPI's kubectl wheel (1.37): kubectl supports one minor
         # of skew against the API server, and the control plane here is 1.35.
         Component("kubectl", KUBERNETES, "k8s.io/kubernetes/cmd/kubectl"),
@@ -224,7 +266,13 @@ CONTROL_PLANE: tuple[str, ...] = (
     "kubectl",
 )
 """What `make cluster-up` needs; the kubelet joins with the node (sandboxed workloads)."""
-NODE: tuple[str, ...] = ("kubelet", "kube-proxy", "runsc", "containerd-shim-runsc-v1")
+NODE: tuple[str, ...] = (
+    "kubelet",
+    "kube-proxy",
+    "runsc",
+    "containerd-shim-runsc-v1",
+    "kube-router",
+)
 """What `up --node` needs on top of the control plane (see node.py)."""
 DEFAULT_COMPONENTS = CONTROL_PLANE
 
@@ -272,19 +320,23 @@ def _component(name: str) -> Component:
 
 def _build_key(comp: Component) -> dict[str, Any]:
     """Everything that determines the binary; compared verbatim with the stamp."""
-    return {
-        "schema": BUILD_SCHEMA,
-        "component": comp.name,
-        "package": comp.package,
-        "release": comp.release.name,
-        "version": comp.release.version,
-        "tags": comp.release.tags,
-        "ldflags": [*STRIP_LDFLAGS, *_version_ldflags(comp.release, build_date=None)],
-        "trimpath": True,
-        "cgo_enabled": "0",
-        "env": [list(pair) for pair in comp.release.env],
-        "host": [sys.platform, platform.machine()],
-    } | _patches_key(comp.release)
+    return (
+        {
+            "schema": BUILD_SCHEMA,
+            "component": comp.name,
+            "package": comp.package,
+            "release": comp.release.name,
+            "version": comp.release.version,
+            "tags": comp.release.tags,
+            "ldflags": [*STRIP_LDFLAGS, *_version_ldflags(comp.release, build_date=None)],
+            "trimpath": True,
+            "cgo_enabled": "0",
+            "env": [list(pair) for pair in comp.release.env],
+            "host": [sys.platform, platform.machine()],
+        }
+        | _patches_key(comp.release)
+        | _overrides_key(comp.release)
+    )
 
 
 def _patches_key(release: Release) -> dict[str, Any]:
@@ -298,11 +350,24 @@ def _patches_key(release: Release) -> dict[str, Any]:
     return {"patches": digest.hexdigest()[:16]}
 
 
+def _overrides_key(release: Release) -> dict[str, Any]:
+    """Releases with overridden dependencies key on them (absent otherwise)."""
+    if not release.overrides:
+        return {}
+    return {"overrides": [f"{o.module}@{o.version}" for o in release.overrides]}
+
+
 def _version_ldflags(release: Release, build_date: str | None) -> list[str]:
     if release is TRIVY:
         return ["-X", f"github.com/aquasecurity/trivy/pkg/version/app.ver={release.version[1:]}"]
     if release is GVISOR:  # `runsc --version`; the shim has no version variable
         return ["-X", f"gvisor.dev/gvisor/runsc/version.version={release.version}"]
+    if release is KUBE_ROUTER:  # as upstream's Makefile (`git describe --tags` on the tag)
+        package = "github.com/cloudnativelabs/kube-router/v2/pkg/version"
+        router = ["-X", f"{package}.Version={release.version}"]
+        if build_date is not None:
+            router += ["-X", f"{package}.BuildDate={build_date}"]
+        return router
     if release is not KUBERNETES:
         return []
     m = re.fullmatch(r"v(\d+)\.(\d+)\.\d+", release.version)
@@ -524,6 +589,9 @@ def _prepare_module(release: Release, packages: Iterable[str]) -> _Prepared:
 
     module_dir = gobuild / release.dir_name
     module_dir.mkdir(parents=True, exist_ok=True)
+    for override in release.overrides:
+        replaces[override.module] = f"{override.module} {override.version}"
+        _log(f"{override.module}: {override.version} instead of upstream's pin ({override.why})")
     replaces.update(_patched_copies(release, info, module_dir))
 
     lines = [
@@ -571,7 +639,7 @@ def _prepare_module(release: Release, packages: Iterable[str]) -> _Prepared:
 
     build_date: str | None = None
     info_file = root.get("Info")
-    if release is KUBERNETES and info_file:
+    if (release is KUBERNETES or release is KUBE_ROUTER) and info_file:
         # Reproducible buildDate: the release's publication time from the proxy.
         stamp_time = json.loads(Path(info_file).read_text()).get("Time", "")
         build_date = re.sub(r"\.\d+Z$", "Z", stamp_time) or "1970-01-01T00:00:00Z"

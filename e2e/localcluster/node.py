@@ -14,13 +14,16 @@ containerd or kubelet:
 - the kubelet (built from source) as `system:node:wayang-node`, cgroup v1 with the cgroupfs
   driver, pods under its own cgroup root `/wayang-node`;
 - kube-proxy in iptables mode, so ClusterIP Services answer from the host and from pods;
+- kube-router (built from source) with only its firewall controller, which enforces
+  NetworkPolicies with iptables and ipsets (the bridge plugin enforces none);
 - the RuntimeClass `gvisor` (handler `runsc`).
 
 What it changes on the host, and undoes in `stop`: sysctls (IP forwarding, bridge netfilter, and
-the kernel tunables the kubelet sets), iptables rules (kube-proxy's KUBE-* chains and the bridge
-plugin's CNI-* masquerading), the bridge interface, network namespaces under /var/run/netns,
-symlinks in /var/log/containers, and cgroups named wayang-node. Containerd 1.6 also keeps shim
-sockets under /run/containerd/s (names hashed from our socket, so they never collide).
+the kernel tunables the kubelet sets), iptables rules (kube-proxy's and kube-router's KUBE-*
+chains and the bridge plugin's CNI-* masquerading), kube-router's ipsets, the bridge interface,
+network namespaces under /var/run/netns, symlinks in /var/log/containers, and cgroups named
+wayang-node. Containerd 1.6 also keeps shim sockets under /run/containerd/s (names hashed from our
+socket, so they never collide).
 
 Images: `import_image` imports an OCI layout (directory or tar) into containerd's `k8s.io`
 namespace under its tag *and* under `<repository>@<manifest digest>`, so a pod may name it either
@@ -61,6 +64,7 @@ from wayang_operator.images.oci import REF_NAME, File, ImageSpec, build, manifes
 
 from . import build as gobuild
 from .cluster import (
+    SERVICE_CIDR,
     Cluster,
     Layout,
     _alive,
@@ -85,7 +89,7 @@ CGROUP_ROOT = "wayang-node"
 RUNTIME_CLASS = "gvisor"
 RUNSC_HANDLER = "runsc"
 PAUSE_REPOSITORY = "localhost/wayang/pause"
-PROCESSES = ("containerd", "kubelet", "kube-proxy")
+PROCESSES = ("containerd", "kubelet", "kube-proxy", "kube-router")
 """Start order; stop order is the reverse."""
 READY_TIMEOUT = 120.0
 
@@ -109,6 +113,7 @@ PACKAGES: dict[str, tuple[Path, ...]] = {
         CNI_DIR / plugin for plugin in ("bridge", "host-local", "loopback", "portmap")
     ),
     "iptables": (Path("/usr/sbin/iptables"),),
+    "ipset": (Path("/usr/sbin/ipset"),),  # kube-router keeps NetworkPolicy peers in ipsets
 }
 """Debian packages the node needs, each with the files that show it is installed."""
 CAP_SYS_RESOURCE = 24
@@ -132,6 +137,9 @@ what was there before."""
 KUBELET = Identity(f"system:node:{NODE_NAME}", ("system:nodes",))
 KUBE_PROXY = Identity("system:kube-proxy")
 """Bound to the ClusterRole system:node-proxier by the API server's default policy."""
+KUBE_ROUTER_IPSETS = ("KUBE-SRC-", "KUBE-DST-", "kube-router-")
+"""Prefixes of the ipsets kube-router's firewall makes (per-policy peers, the local pods);
+`inet6:` before them for IPv6, which is off here. Its iptables chains are all KUBE-…."""
 
 
 def log(message: str) -> None:
@@ -688,18 +696,37 @@ def _remove_iptables_leftovers(cni_chains: set[str]) -> None:
             _remove_rules(command, table, doomed)
 
 
+def _remove_ipsets(prefixes: tuple[str, ...]) -> None:
+    """Destroy the ipsets named with one of `prefixes` (IPv6 ones carry `inet6:` before it).
+
+    Only once no iptables rule uses them: the kernel refuses to destroy a set in use.
+    """
+    if shutil.which("ipset") is None:
+        return
+    listing = subprocess.run(["ipset", "list", "-n"], capture_output=True, text=True, check=False)
+    for name in listing.stdout.split():
+        if name.removeprefix("inet6:").startswith(prefixes):
+            result = subprocess.run(
+                ["ipset", "destroy", name], capture_output=True, text=True, check=False
+            )
+            if result.returncode != 0:
+                log(f"could not destroy ipset {name}: {result.stderr.strip()}")
+
+
 def _cni_chains() -> set[str]:
-    """The bridge plugin's per-pod chains for our network (found by their rules' comment)."""
+    """The bridge plugin's per-pod chains for our network (found by their rules' comment): the
+    targets of the marked jumps, and chains holding marked rules whose jump is already gone (a pod
+    whose teardown was cut short between the two)."""
     if shutil.which("iptables") is None:
         return set()
     marker = f'name: "{CNI_NETWORK}"'
     chains = set()
     for line in _iptables("iptables", "-t", "nat", "-S").stdout.splitlines():
         words = shlex.split(line)
-        if any(marker in word for word in words) and "-j" in words:
-            target = words[words.index("-j") + 1]
-            if target.startswith("CNI-"):
-                chains.add(target)
+        if not any(marker in word for word in words):
+            continue
+        target = words[words.index("-j") + 1] if "-j" in words else ""
+        chains |= {chain for chain in (words[1], target) if chain.startswith("CNI-")}
     return chains
 
 
@@ -730,6 +757,30 @@ def _shim_socket(nodes: NodeLayout, container: str) -> Path:
     """
     key = hashlib.sha256(f"{nodes.socket}/k8s.io/{container}".encode()).hexdigest()
     return SHIM_SOCKETS / key
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie: a process another one started (`up` on the command line) is,
+    once dead, reaped by this VM's init only after a while; it runs nothing any more."""
+    if not _alive(pid):
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[:1] != ["Z"]
+
+
+def _kill(layout: Layout, name: str) -> None:
+    """SIGKILL a process of the node (its process group) and wait until it has exited."""
+    pid = _read_pid(layout, name)
+    if pid is not None and _alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while _running(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    layout.pid_file(name).unlink(missing_ok=True)
 
 
 def _other_node(nodes: NodeLayout) -> Path | None:
@@ -766,6 +817,11 @@ def stop(layout: Layout | None = None) -> None:
     # if another cluster's node is running they are its, and only our own things go
     host_wide = _other_node(nodes) is None
 
+    # first, so that it does not put back the chains and ipsets removed below; killed, as it
+    # leaves them in place anyway when it stops and takes ~2 s to (upstream's `--cleanup-config`
+    # would flush every IPVS service and destroy every ipset on the host: the cleanup below is
+    # by name instead)
+    _kill(layout, "kube-router")
     _stop(layout, "kube-proxy")
     proxy = gobuild.binary_path("kube-proxy")
     if host_wide and state.get("kube-proxy-config") and proxy.exists():
@@ -796,7 +852,8 @@ def stop(layout: Layout | None = None) -> None:
         _shim_socket(nodes, container).unlink(missing_ok=True)
     _unmount_all([nodes.root])
     if host_wide:
-        _remove_iptables_leftovers(_cni_chains())
+        _remove_iptables_leftovers(_cni_chains())  # kube-router's chains are KUBE-… too
+        _remove_ipsets(KUBE_ROUTER_IPSETS)
         if Path(f"/sys/class/net/{BRIDGE}").exists():
             subprocess.run(["ip", "link", "delete", BRIDGE], capture_output=True, check=False)
         _remove_cgroups()
@@ -997,10 +1054,8 @@ def _start_node(layout: Layout, cluster: Cluster, binaries: dict[str, Path]) -> 
                    nodes.kubelet, nodes.pod_logs, nodes.images, nodes.runtime_logs):  # fmt: skip
         folder.mkdir(parents=True, exist_ok=True)
     node_ip = _node_ip()
-    ports = {
-        name: free_port()
-        for name in ("kubelet", "kubelet-healthz", "proxy-healthz", "proxy-metrics")
-    }
+    names = ("kubelet", "kubelet-healthz", "proxy-healthz", "proxy-metrics", "router-health")
+    ports = {name: free_port() for name in names}
     state: dict[str, Any] = {"node": NODE_NAME, "ip": node_ip, "ports": ports}
     state["sysctls"] = _read_sysctls()
     nodes.state.write_text(json.dumps(state, indent=2))
@@ -1083,6 +1138,9 @@ def _start_node(layout: Layout, cluster: Cluster, binaries: dict[str, Path]) -> 
         lambda: _node_ready(cluster, ports["kubelet"]),
         READY_TIMEOUT,
     )
+    # kube-router reads its Node (addresses) when it starts and exits if there is none yet
+    router_args = _kube_router_args(binaries["kube-router"], layout, ports)
+    router_pid = _start(layout, "kube-router", router_args, env)
     ready["kube-proxy"] = _wait(
         "kube-proxy",
         pid,
@@ -1090,7 +1148,37 @@ def _start_node(layout: Layout, cluster: Cluster, binaries: dict[str, Path]) -> 
         lambda: _http_ok(f"http://127.0.0.1:{ports['proxy-healthz']}/healthz"),
         60,
     )
+    ready["kube-router"] = _wait(
+        "kube-router",
+        router_pid,
+        layout,
+        lambda: _http_ok(f"http://127.0.0.1:{ports['router-health']}/healthz"),
+        60,
+    )
     return Node(nodes, cluster, NODE_NAME, node_ip, ready)
+
+
+def _kube_router_args(binary: Path, layout: Layout, ports: dict[str, int]) -> list[str]:
+    """kube-router as a NetworkPolicy engine only: pods keep the CNI bridge's network and
+    kube-proxy's Services; kube-router adds, per local pod a policy selects, an iptables chain
+    (KUBE-POD-FW-…, jumped to from INPUT, FORWARD and OUTPUT, bridged traffic included) and the
+    policies' peers as ipsets. Pods no policy selects stay open (no `--netpol-default-deny`, which
+    would also need a pod CIDR in the Node's spec)."""
+    return [
+        str(binary),
+        f"--kubeconfig={layout.kubeconfig}",  # the admin's: it watches pods, namespaces, policies
+        f"--hostname-override={NODE_NAME}",
+        "--run-firewall=true",
+        "--run-router=false",
+        "--run-service-proxy=false",
+        # the control plane's (kube-router assumes 10.96.0.0/12): host-bound traffic to Service
+        # IPs is let through its INPUT chain
+        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        "--health-addr=127.0.0.1",
+        f"--health-port={ports['router-health']}",
+        "--metrics-port=0",
+        "--v=1",
+    ]
 
 
 def current(layout: Layout | None = None) -> Node | None:
