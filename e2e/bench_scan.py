@@ -112,10 +112,6 @@ def metric(operator: Operator, name: str) -> float:
 
 def sharing(folder: Path) -> None:
     images = list(scanfixtures.images(folder / "shared").values())[:DIGESTS]
-    archives = folder / "archives"
-    archives.mkdir()
-    for image in images:
-        (archives / image.digest.replace(":", "-")).symlink_to(image.layout)
     layout = Layout(folder / "cluster")
     cluster = up(layout)
     try:
@@ -131,12 +127,7 @@ def sharing(folder: Path) -> None:
         }
         cluster.run_kubectl("apply", "-f", "-", stdin=yaml.safe_dump(policy))
         kube = Kube(str(cluster.kubectl), layout.kubeconfig, CLUSTER_NAME)
-        env = {
-            "WAYANG_TRIVY": str(scanfixtures.trivy()),
-            "WAYANG_SCAN_CACHE_DIR": str(scanfixtures.vulnerability_db(folder / "cache2")),
-            "WAYANG_SCAN_OFFLINE": "true",
-            "WAYANG_SCAN_ARCHIVES": str(archives),
-        }
+        env = scanfixtures.offline_scanning(images, folder / "operator")
         operator = Operator(kube, folder, env=env)
         operator.start()
         try:

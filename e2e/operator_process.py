@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -115,8 +116,18 @@ class Operator:
         return entries
 
 
-def remove_webhooks(kube: Kube) -> None:
-    """After a killed operator: a webhook configuration pointing at a dead server would refuse
-    every later request (failurePolicy Fail)."""
-    for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
-        kube.run("delete", kind, WEBHOOK_CONFIGURATION, "--ignore-not-found", check=False)
+@contextlib.contextmanager
+def running(kube: Kube, *operators: Operator) -> Iterator[None]:
+    """Start the operators (in order); at the end kill them and remove the webhook
+    configuration, which, pointing at a dead server, would refuse every later request
+    (failurePolicy Fail)."""
+    try:
+        for operator in operators:
+            operator.folder.mkdir(parents=True, exist_ok=True)
+            operator.start()
+        yield
+    finally:
+        for operator in operators:
+            operator.kill()
+        for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
+            kube.run("delete", kind, WEBHOOK_CONFIGURATION, "--ignore-not-found", check=False)

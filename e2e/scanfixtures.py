@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime
 import json
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 
 from e2e.localcluster.build import ensure_built, ensure_tool
@@ -125,3 +126,18 @@ def vulnerability_db(cache_dir: Path, updated_at: datetime.datetime | None = Non
     }
     (db / "metadata.json").write_text(json.dumps(metadata))
     return cache_dir
+
+
+def offline_scanning(images: Iterable[Image], folder: Path) -> dict[str, str]:
+    """The `WAYANG_*` settings of an operator that scans `images` from a local archive folder
+    (named by digest, as air-gapped clusters do) against the test database, never downloading."""
+    archives = folder / "archives"
+    archives.mkdir(parents=True)
+    for image in images:
+        (archives / image.digest.replace(":", "-")).symlink_to(image.layout)
+    return {
+        "WAYANG_TRIVY": str(trivy()),
+        "WAYANG_SCAN_CACHE_DIR": str(vulnerability_db(folder / "cache")),
+        "WAYANG_SCAN_OFFLINE": "true",
+        "WAYANG_SCAN_ARCHIVES": str(archives),
+    }

@@ -29,7 +29,8 @@ from e2e.flow import (
     set_policy,
     tenant_of,
 )
-from e2e.operator_process import Operator, remove_webhooks
+from e2e.operator_process import Operator
+from e2e.operator_process import running as running_operators
 from wayang_operator.api.descriptor import PluginDescriptor
 from wayang_operator.api.resources import KeyAlgorithm
 from wayang_operator.auditlog.log import dumps, loads
@@ -48,12 +49,8 @@ def operator(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[O
         tmp_path_factory.mktemp("operator"),
         env={"WAYANG_AUDIT_NAMESPACE": AUDIT_NAMESPACE},
     )
-    running.start()
-    try:
+    with running_operators(kube, running):
         yield running
-    finally:
-        running.kill()
-        remove_webhooks(kube)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import pytest
 from e2e.conftest import Kube
 from e2e.flow import approval, phase_becomes, plugin, tenant_of
 from e2e.localcluster.cluster import free_port
-from e2e.operator_process import Operator, remove_webhooks
+from e2e.operator_process import Operator, running
 
 DURATION = 6
 """Lease duration in seconds: short, so the takeover is quick to test."""
@@ -41,14 +41,9 @@ def replicas(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[l
         for name in ("first", "second")
     ]
     try:
-        for replica in pair:
-            replica.folder.mkdir()
-            replica.start()
-        yield pair
+        with running(kube, *pair):
+            yield pair
     finally:
-        for replica in pair:
-            replica.kill()
-        remove_webhooks(kube)
         kube.run("delete", "lease", f"wayang-e2e-{port}", "-n", "default", check=False)
 
 

@@ -18,7 +18,8 @@ import pytest
 from e2e import scanfixtures
 from e2e.conftest import Kube
 from e2e.flow import approval, condition, phase_becomes, plugin, set_policy, tenant_of
-from e2e.operator_process import Operator, remove_webhooks
+from e2e.operator_process import Operator
+from e2e.operator_process import running as running_operators
 from wayang_operator.images.oci import Image
 
 
@@ -32,23 +33,9 @@ def operator(
     kube: Kube, images: dict[str, Image], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Operator]:
     folder = tmp_path_factory.mktemp("scanning")
-    archives = folder / "archives"
-    archives.mkdir()
-    for image in images.values():
-        (archives / image.digest.replace(":", "-")).symlink_to(image.layout)
-    env = {
-        "WAYANG_TRIVY": str(scanfixtures.trivy()),
-        "WAYANG_SCAN_CACHE_DIR": str(scanfixtures.vulnerability_db(folder / "cache")),
-        "WAYANG_SCAN_OFFLINE": "true",
-        "WAYANG_SCAN_ARCHIVES": str(archives),
-    }
-    running = Operator(kube, folder, env=env)
-    running.start()
-    try:
+    running = Operator(kube, folder, env=scanfixtures.offline_scanning(images.values(), folder))
+    with running_operators(kube, running):
         yield running
-    finally:
-        running.kill()
-        remove_webhooks(kube)
 
 
 @pytest.fixture

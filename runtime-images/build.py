@@ -25,8 +25,6 @@ Progress goes to stderr; stdout gets one JSON object: image name -> {digest, lay
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -35,11 +33,12 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 try:
+    from wayang_operator.images.cache import cache_root, locked
     from wayang_operator.images.oci import File, Image, ImageSpec, build, to_tar
 except ImportError as missing:  # pragma: no cover - a hint for running it with the wrong Python
     sys.exit(
@@ -104,12 +103,7 @@ def log(message: str) -> None:
 
 
 def cache_dir() -> Path:
-    """${WAYANG_CACHE:-${XDG_CACHE_HOME:-~/.cache}/wayang}/images (empty == unset)."""
-    explicit = os.environ.get("WAYANG_CACHE")
-    if explicit:
-        return Path(explicit).expanduser() / "images"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "wayang" / "images"
+    return cache_root() / "images"
 
 
 def host_version() -> str:
@@ -117,22 +111,6 @@ def host_version() -> str:
     if found is None:
         raise BuildError(f"{HOST} has no VERSION")
     return found.group(1)
-
-
-@contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """One build of a cache entry at a time (other builds wait, then find it cached)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log(f"waiting for another build holding {path}")
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _run(command: Sequence[str], env: dict[str, str] | None = None) -> None:
@@ -192,7 +170,7 @@ def ensure_rootfs(mirrors: Sequence[str], epoch: int, *, refresh: bool) -> Path:
     key = hashlib.sha256(json.dumps(key_source, sort_keys=True).encode()).hexdigest()[:16]
     cache = cache_dir()
     tar = cache / f"rootfs-{SUITE}-{key}.tar"
-    with locked(cache / f"rootfs-{SUITE}-{key}.lock"):
+    with locked(cache / f"rootfs-{SUITE}-{key}.lock", log):
         if tar.is_file() and not refresh:
             log(f"base root filesystem: cached {tar} ({tar.stat().st_size / 1e6:.1f} MB)")
             return tar

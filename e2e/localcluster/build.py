@@ -28,15 +28,14 @@ Usage::
 
     python3 e2e/localcluster/build.py [--print-paths] [--force] [component ...]
 
-Stdlib only; importable (see :func:`ensure_built`).
+Importable (see :func:`ensure_built`); the cache location and lock are shared with the image
+builds (:mod:`wayang_operator.images.cache`).
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -51,6 +50,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
+
+from wayang_operator.images.cache import cache_root, locked
 
 KUBERNETES_VERSION = "v1.35.4"
 ETCD_VERSION = "v3.6.16"
@@ -280,16 +281,6 @@ DEFAULT_COMPONENTS = CONTROL_PLANE
 # --------------------------------------------------------------------------- paths
 
 
-def cache_root() -> Path:
-    """``${WAYANG_CACHE:-${XDG_CACHE_HOME:-~/.cache}/wayang}`` (empty == unset)."""
-    explicit = os.environ.get("WAYANG_CACHE")
-    if explicit:
-        return Path(explicit).expanduser().absolute()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return (base / "wayang").absolute()
-
-
 def bin_dir(release: Release) -> Path:
     return cache_root() / "bin" / release.dir_name
 
@@ -410,22 +401,6 @@ def _atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(text)
     os.replace(tmp, path)
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Exclusive inter-process lock so parallel test workers don't build twice."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            _log(f"waiting for another build to finish (lock {path})")
-            fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _go_exe() -> str:
@@ -770,7 +745,7 @@ def ensure_tool(name: str) -> Path:
     binary = cache_root() / "bin" / "tools" / f"{name}-{digest.hexdigest()[:16]}"
     if binary.is_file():
         return binary
-    with _locked(_gobuild_dir() / ".lock"):
+    with locked(_gobuild_dir() / ".lock", _log):
         if not binary.is_file():
             binary.parent.mkdir(parents=True, exist_ok=True)
             tmp = binary.with_name(f".{binary.name}.tmp-{os.getpid()}")
@@ -798,7 +773,7 @@ def ensure_built(components: Iterable[str] | None = None, force: bool = False) -
         return result
 
     total0 = time.monotonic()
-    with _locked(_gobuild_dir() / ".lock"):
+    with locked(_gobuild_dir() / ".lock", _log):
         todo = [c for c in comps if force or not _is_cached(c)]  # re-check under lock
         releases = list(dict.fromkeys(c.release for c in todo))
         for release in releases:

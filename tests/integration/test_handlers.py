@@ -176,19 +176,11 @@ def scan_setup(
 ) -> tuple[OperatorSettings, dict[str, Image]]:
     """Settings for real scans: local archives named by digest, the test database, offline."""
     folder = tmp_path_factory.mktemp("scans")
-    archives = folder / "archives"
-    archives.mkdir()
-    images = {}
-    for name, image in scanfixtures.images(folder / "images").items():
-        images[name] = image
-        (archives / image.digest.replace(":", "-")).symlink_to(image.layout)
-    settings = OperatorSettings(
-        watch_namespaces=False,
-        standalone=True,
-        trivy=str(scanfixtures.trivy()),
-        scan_cache_dir=scanfixtures.vulnerability_db(folder / "cache"),
-        scan_offline=True,
-        scan_archives=archives,
+    images = scanfixtures.images(folder / "images")
+    env = scanfixtures.offline_scanning(images.values(), folder)
+    offline = {name.removeprefix("WAYANG_").lower(): value for name, value in env.items()}
+    settings = OperatorSettings.model_validate(
+        {"watch_namespaces": False, "standalone": True, **offline}
     )
     return settings, images
 

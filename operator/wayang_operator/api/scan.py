@@ -28,6 +28,16 @@ class Severity(StrEnum):
     INFO = "INFO"
 
 
+RANK = {
+    Severity.CRITICAL: 4,
+    Severity.HIGH: 3,
+    Severity.MEDIUM: 2,
+    Severity.LOW: 1,
+    Severity.INFO: 0,
+}
+"""Severity order, for sorting findings and comparing them with a policy's threshold."""
+
+
 class Scanner(ApiModel):
     name: ShortText | None = None
     version: ShortText | None = None

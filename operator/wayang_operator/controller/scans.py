@@ -26,11 +26,12 @@ from .. import metrics
 from ..api.descriptor import PluginDescriptor
 from ..api.errors import ErrorPayload, ErrorType
 from ..api.resources import ScanReportSpec, ScanReportStatus
+from ..core.references import pinned_reference
 from ..core.scanpolicy import parse_time
 from ..kube import KubeApi
 from ..manifests.validate import parse_model
 from ..scanning import trivy
-from ..scanning.registry import credentials, pinned_reference
+from ..scanning.registry import credentials
 from ..scanning.report import to_report
 from ..settings import OperatorSettings
 

@@ -15,12 +15,11 @@ import re
 
 from ..api.errors import ErrorType
 from ..api.resources import ScanPolicy, ScanReportStatus, SeverityThreshold
-from ..api.scan import ScanSummary, Severity, Vulnerability
+from ..api.scan import RANK, ScanSummary, Severity, Vulnerability
 from .pipeline import ScanFacts
 from .policy import NamedPolicy
 
 _UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_RANK = {"CRITICAL": 4, "HIGH": 3, "MEDIUM": 2, "LOW": 1, "INFO": 0, "NONE": -1}
 
 
 def parse_duration(text: str) -> datetime.timedelta:
@@ -70,8 +69,9 @@ def _check(status: ScanReportStatus, policy: ScanPolicy, now: datetime.datetime)
     vulnerabilities = [
         v for v in report.vulnerabilities or [] if v.fixed_version or not policy.ignore_unfixed
     ]
-    allowed = _RANK[SeverityThreshold(policy.max_severity).value]
-    above = [v for v in vulnerabilities if _RANK[(v.severity or Severity.INFO).value] > allowed]
+    threshold = SeverityThreshold(policy.max_severity)
+    allowed = -1 if threshold is SeverityThreshold.NONE else RANK[Severity(threshold.value)]
+    above = [v for v in vulnerabilities if RANK[v.severity or Severity.INFO] > allowed]
     if above:
         more = f" and {len(above) - 1} more" if len(above) > 1 else ""
         return f"{_describe(above[0])}{more}; policy allows up to {policy.max_severity}"

@@ -22,6 +22,7 @@ from typing import Any
 
 from ..api.descriptor import Capability, ImplementationType, PluginDescriptor, SandboxLevel
 from .policy import NamedPolicy
+from .references import pinned_reference
 
 PORT = 8080
 SERVICE_PORT = 80
@@ -82,11 +83,7 @@ def image_of(spec: PluginDescriptor) -> str:
             f"implementation.type {spec.implementation.type} has no runtime yet: plugins run "
             "as container images (a Python plugin ships in an image on the Python runtime host)"
         )
-    repository = spec.implementation.coordinate
-    last = repository.rsplit("/", 1)[-1]
-    if ":" in last:  # a tag is informational; the digest pins
-        repository = repository[: len(repository) - len(last)] + last.split(":", 1)[0]
-    return f"{repository}@{spec.implementation.digest}"
+    return pinned_reference(spec.implementation.coordinate, spec.implementation.digest)
 
 
 def _labels(owner: Owner, spec: PluginDescriptor) -> dict[str, str]:

@@ -10,15 +10,6 @@ DOCKER_HUB = "docker.io"
 _HUB_ALIASES = {"docker.io", "index.docker.io", "registry-1.docker.io"}
 
 
-def pinned_reference(coordinate: str, digest: str) -> str:
-    """`repo@digest`: a tag in the coordinate is informational and dropped, the digest pins."""
-    repository = coordinate
-    last = repository.rsplit("/", 1)[-1]
-    if ":" in last:
-        repository = repository[: len(repository) - len(last)] + last.split(":", 1)[0]
-    return f"{repository}@{digest}"
-
-
 def registry_host(reference: str) -> str:
     first = reference.split("/", 1)[0]
     if "/" in reference and ("." in first or ":" in first or first == "localhost"):

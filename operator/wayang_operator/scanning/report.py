@@ -14,6 +14,7 @@ from typing import Any
 
 from ..api.scan import (
     MAX_FINDINGS,
+    RANK,
     License,
     Scanner,
     ScanReport,
@@ -23,15 +24,6 @@ from ..api.scan import (
     Severity,
     Vulnerability,
 )
-
-RANK = {
-    Severity.CRITICAL: 4,
-    Severity.HIGH: 3,
-    Severity.MEDIUM: 2,
-    Severity.LOW: 1,
-    Severity.INFO: 0,
-}
-"""Severity order; trivy's UNKNOWN counts as INFO."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +38,7 @@ class Scanned:
 
 
 def severity(value: object) -> Severity:
+    """trivy's severity as ours; its UNKNOWN counts as INFO."""
     try:
         return Severity(str(value).upper())
     except ValueError:

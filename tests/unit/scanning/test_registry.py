@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from wayang_operator.scanning.registry import credentials, pinned_reference, registry_host
+from wayang_operator.core.references import pinned_reference
+from wayang_operator.scanning.registry import credentials, registry_host
 
 DIGEST = "sha256:" + "ab" * 32
 
