@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from e2e.localcluster import cluster as local
+from e2e.localcluster import node as localnode
 from e2e.localcluster.pki import Identity
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -242,3 +243,23 @@ def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
     kube.run("create", "namespace", name)
     yield name
     kube.run("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="session")
+def node(kube: Kube) -> Iterator[localnode.Node]:
+    """The local node (e2e/localcluster/node.py), for tests whose pods must really run. It needs
+    root and the local cluster (with --kubeconfig or --kind the node is not ours to start): the
+    tests that use it are skipped otherwise. A node that `up --node` started is reused and left
+    running; else the session starts one and stops it at the end."""
+    if os.geteuid() != 0:
+        pytest.skip("the local node needs root (containerd, iptables, cgroups, mounts)")
+    cluster = local.current()
+    if cluster is None or kube.kubeconfig.resolve() != cluster.layout.kubeconfig.resolve():
+        pytest.skip("not the local cluster: a node is only started on e2e/localcluster's")
+    running = localnode.current(cluster.layout)
+    started = running or localnode.up(cluster.layout)
+    try:
+        yield started
+    finally:
+        if running is None:
+            localnode.stop(cluster.layout)

@@ -45,7 +45,8 @@ class Operator:
         self.ports = {name: free_port() for name in ("METRICS", "LIVENESS")}
         self.ports["WEBHOOK"] = webhook_port or free_port()
         self.cert_dir = cert_dir or folder / "webhook"
-        self.env = {"WAYANG_STANDALONE": "true", **(env or {})}
+        # governance only unless asked: most e2e tests do not start a node for pods to run on
+        self.env = {"WAYANG_STANDALONE": "true", "WAYANG_WORKLOADS": "false", **(env or {})}
 
     def log(self, run: int) -> Path:
         return self.folder / f"operator-{run}.log"

@@ -31,29 +31,12 @@ from typing import Any
 import pytest
 
 from e2e.conftest import Kube
-from e2e.localcluster import cluster as local
 from e2e.localcluster import node as localnode
 from e2e.localcluster.build import ensure_tool
 from wayang_operator.images.oci import File, ImageSpec, build
 
 HOST_RELEASE = os.uname().release
 GVISOR_DMESG = "Starting gVisor..."
-
-
-@pytest.fixture(scope="session")
-def node(kube: Kube) -> Iterator[localnode.Node]:
-    if os.geteuid() != 0:
-        pytest.skip("the local node needs root (containerd, iptables, cgroups, mounts)")
-    cluster = local.current()
-    if cluster is None or kube.kubeconfig.resolve() != cluster.layout.kubeconfig.resolve():
-        pytest.skip("not the local cluster: a node is only started on e2e/localcluster's")
-    running = localnode.current(cluster.layout)
-    started = running or localnode.up(cluster.layout)
-    try:
-        yield started
-    finally:
-        if running is None:
-            localnode.stop(cluster.layout)
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,7 @@ from .core.leases import LeaseRecord
 
 NOT_FOUND = 404
 CONFLICT = 409
+INVALID = 422
 TRANSIENT = frozenset({429, 500, 502, 503, 504})
 ATTEMPTS = 5
 BASE_DELAY = 0.2
@@ -75,11 +76,82 @@ async def _unless(status: int, call: Callable[[], T]) -> T | None:
         raise
 
 
+FIELD_MANAGER = "wayang-operator"
+APPLY = "application/apply-patch+yaml"
+MERGE = "application/merge-patch+json"
+
+
 class KubeApi:
     def __init__(self) -> None:
         self._custom = client.CustomObjectsApi()
         self._core = client.CoreV1Api()
         self._leases = client.CoordinationV1Api()
+        self._apps = client.AppsV1Api()
+        self._networking = client.NetworkingV1Api()
+
+    async def apply(self, body: dict[str, Any]) -> None:
+        """Server-side apply of one object of a plugin's workload, as the operator's field
+        manager (forced: the operator owns what it renders; a hand edit is put back)."""
+        kind = body["kind"]
+        patch = {
+            "ServiceAccount": self._core.patch_namespaced_service_account,
+            "ConfigMap": self._core.patch_namespaced_config_map,
+            "Service": self._core.patch_namespaced_service,
+            "Deployment": self._apps.patch_namespaced_deployment,
+            "NetworkPolicy": self._networking.patch_namespaced_network_policy,
+        }[kind]
+        meta = body["metadata"]
+
+        def call() -> None:
+            patch(
+                meta["name"],
+                meta["namespace"],
+                body,
+                field_manager=FIELD_MANAGER,
+                force=True,
+                _content_type=APPLY,
+            )
+
+        await _with_retries(call)
+
+    async def scale_deployment(self, namespace: str, name: str, replicas: int) -> Gone | None:
+        """Set a Deployment's replicas (unload: 0); `Gone` if there is no such Deployment."""
+
+        def call() -> bool:
+            self._apps.patch_namespaced_deployment(
+                name,
+                namespace,
+                {"spec": {"replicas": replicas}},
+                field_manager=FIELD_MANAGER,
+                _content_type=MERGE,
+            )
+            return True
+
+        return None if await _unless(NOT_FOUND, call) else Gone(namespace, name)
+
+    async def set_finalizers(
+        self, plural: str, namespace: str, name: str, finalizers: list[str], resource_version: str
+    ) -> bool:
+        """Replace an object's finalizers if it is still at `resource_version`; False when it
+        changed meanwhile or is gone (its next event brings the current version)."""
+        patch: list[dict[str, Any]] = [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": resource_version},
+            {"op": "replace", "path": "/metadata/finalizers", "value": finalizers},
+        ]
+
+        def call() -> bool:
+            self._custom.patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, name, patch,
+                _content_type="application/json-patch+json",
+            )  # fmt: skip
+            return True
+
+        try:
+            return await _unless(NOT_FOUND, call) is not None
+        except ApiException as error:
+            if error.status in (CONFLICT, INVALID):  # the test operation failed
+                return False
+            raise
 
     async def read_lease(self, namespace: str, name: str) -> tuple[LeaseRecord, str] | None:
         """The Lease's holder and renewal, with its resourceVersion; None if there is none."""

@@ -72,5 +72,15 @@ class OperatorSettings(BaseSettings):
     """The operator's own namespace: audit ConfigMaps and the signing key Secret live there."""
     audit_postgres_dsn: str | None = None
     """libpq connection string of the PostgreSQL audit store (its role may only INSERT/SELECT)."""
+    workloads: bool = True
+    """Run approved plugins: a Deployment, Service, ServiceAccount, ConfigMap and NetworkPolicy
+    per plugin, Ready only when its pods are. False = governance only (Ready = every gate passed;
+    for clusters where something else runs plugins, and for tests without a node)."""
+    workload_check_interval: float = Field(default=10.0, gt=0)
+    """Seconds between observations of a workload that is not steady (deploying, failing,
+    quarantined): a stuck readiness counts once per interval, the half-open trial is timed."""
+    workload_ready_grace: float = Field(default=120.0, gt=0)
+    """Seconds a running plugin container may stay unready before each interval counts as a
+    failure for its circuit breaker."""
     webhook_configuration: str = "wayang.io"
     """Name of the Mutating/ValidatingWebhookConfiguration the operator keeps up to date."""

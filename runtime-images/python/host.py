@@ -20,6 +20,9 @@ Environment:
                           /schemas/ErrorPayload.schema.json) are found, by file name
                           (default /opt/wayang/schemas)
   WAYANG_BIND             the address to listen on (default 0.0.0.0)
+  WAYANG_DRAIN_SECONDS    after SIGTERM, keep serving this long while readyz says "stopping"
+                          (default 0; the operator sets 3, so a Service stops sending calls
+                          before the server closes and a rollout loses none)
 
 Endpoints: POST /execute, GET /healthz, GET /readyz, GET /metrics (see runtime-images/README.md).
 """
@@ -856,6 +859,7 @@ class Host:
         self.reason: str | None = "starting: loading the descriptor"
         self.ready = False
         self._failed_at: float | None = None
+        self.draining = False
         self._loading = threading.Lock()
         self.loaded = threading.Event()
         """Set once the first load has finished (well or not): calls wait for it."""
@@ -900,6 +904,11 @@ class Host:
             reuseWorkers=self.reuse,
         )
 
+    def stopping(self) -> None:
+        """Report not ready from now on, so the Service stops routing here, while the calls
+        already routed are still served (the pod is going away)."""
+        self.draining = True
+
     def retry_load(self) -> None:
         """After a failed load, try again in the background, at most every RELOAD_INTERVAL."""
         failed = self._failed_at
@@ -908,6 +917,8 @@ class Host:
             threading.Thread(target=self.load, name="reload", daemon=True).start()
 
     def readiness(self) -> tuple[int, JsonObject]:
+        if self.draining:
+            return 503, {"status": "not ready", "reason": "stopping"}
         self.retry_load()
         if self.ready and self.plugin is not None:
             return 200, {
@@ -1160,9 +1171,17 @@ def serve() -> None:
         version=VERSION,
     )
 
+    drain = float(os.environ.get("WAYANG_DRAIN_SECONDS", "0") or 0)
+
     def stop(signum: int, _frame: Any) -> None:
-        log("stopping", signal=signal.Signals(signum).name)
-        threading.Thread(target=server.shutdown, daemon=True).start()
+        log("stopping", signal=signal.Signals(signum).name, drainSeconds=drain)
+        host.stopping()
+
+        def shut_down() -> None:
+            time.sleep(drain)
+            server.shutdown()
+
+        threading.Thread(target=shut_down, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)

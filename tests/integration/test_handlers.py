@@ -86,7 +86,7 @@ async def emulator(kmock: kmock.KubernetesEmulator) -> kmock.KubernetesEmulator:
 
 @pytest.fixture
 async def cluster(emulator: kmock.KubernetesEmulator) -> AsyncIterator[kmock.KubernetesEmulator]:
-    async with running(OperatorSettings(watch_namespaces=False, standalone=True)):
+    async with running(OperatorSettings(watch_namespaces=False, standalone=True, workloads=False)):
         yield emulator
 
 
@@ -180,7 +180,7 @@ def scan_setup(
     env = scanfixtures.offline_scanning(images.values(), folder)
     offline = {name.removeprefix("WAYANG_").lower(): value for name, value in env.items()}
     settings = OperatorSettings.model_validate(
-        {"watch_namespaces": False, "standalone": True, **offline}
+        {"watch_namespaces": False, "standalone": True, "workloads": False, **offline}
     )
     return settings, images
 

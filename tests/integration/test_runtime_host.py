@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -46,7 +47,7 @@ ERRORS = jsonschema.Draft202012Validator(
     json.loads((SCHEMAS / "ErrorPayload.schema.json").read_text()),
     format_checker=jsonschema.FormatChecker(),
 )
-SAMPLE_NAMES = ("echo", "failing", "slow", "crasher")
+SAMPLE_NAMES = ("echo", "failing", "slow", "crasher", "introspect")
 PLACEHOLDER = re.compile(r"^sha256:[0-9a-f]{64}$")
 STARTUP = 15.0
 MARGIN = 0.8
@@ -549,6 +550,43 @@ def test_sigterm_stops_the_host_and_its_workers(tmp_path: Path) -> None:
         while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not [pid for pid in workers if _running(pid)]
+
+
+def test_after_sigterm_it_drains_calls_then_stops(tmp_path: Path) -> None:
+    """During the drain a rolling update's calls still routed here are answered while readyz
+    tells the kubelet (and so the Service) to stop sending more."""
+    env = {"WAYANG_DRAIN_SECONDS": "1.5"}
+    with running(tmp_path, sample("echo"), SAMPLES / "echo", env) as host:
+        host.wait_ready()
+        host.process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        assert host.get("/readyz") == (503, {"status": "not ready", "reason": "stopping"})
+        status, answer = host.execute({"text": "still"})
+        assert status == 200
+        assert answer["output"]["text"].startswith("STILL")
+        assert host.process.poll() is None
+        assert host.process.wait(10) == 0
+
+
+def test_introspect_reports_its_sandbox(tmp_path: Path) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    target = f"127.0.0.1:{listener.getsockname()[1]}"
+    with running(tmp_path, sample("introspect"), SAMPLES / "introspect") as host:
+        host.wait_ready()
+        status, answer = host.execute({"target": target})
+    listener.close()
+    assert status == 200
+    report = answer["output"]
+    assert report["kernel"] == os.uname().release, "no sandbox here: the host's kernel"
+    assert report["egress"] == "ok"
+    assert report["uid"] == os.getuid()
+    closed = socket.create_server(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    with running(tmp_path / "again", sample("introspect"), SAMPLES / "introspect") as host:
+        host.wait_ready()
+        _, refused = host.execute({"target": f"127.0.0.1:{port}"})
+    assert refused["output"]["egress"].startswith("ConnectionRefusedError")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -47,6 +47,8 @@ class ConditionType(StrEnum):
     SCANNED = "Scanned"
     APPROVED = "Approved"
     DEPENDENCIES_RESOLVED = "DependenciesResolved"
+    WORKLOAD_AVAILABLE = "WorkloadAvailable"
+    """The plugin's pods serve (or workloads are not managed by this operator)."""
     READY = "Ready"
 
 
@@ -79,6 +81,59 @@ class ReviewStatus(StrEnum):
     DEPRECATED = "deprecated"
 
 
+class BreakerState(StrEnum):
+    CLOSED = "Closed"
+    OPEN = "Open"
+    HALF_OPEN = "HalfOpen"
+
+
+class WorkloadFailure(ApiModel):
+    reason: ShortText
+    """Machine-readable: CrashLoopBackOff, OOMKilled, ErrImageNeverPull, NotReady, ..."""
+    severity: Literal["INFO", "WARNING", "ERROR", "CRITICAL"]
+    message: LongText
+
+
+class BreakerStatus(ApiModel):
+    """The circuit breaker around the workload (spec.errorHandling.circuitBreaker), kept in
+    status so that a restarted or new leader continues from where the last one stopped."""
+
+    state: Annotated[BreakerState, LAX] = BreakerState.CLOSED
+    failures: Annotated[int, Field(ge=0), INTEGRAL] = 0
+    """Consecutive failed observations."""
+    successes: Annotated[int, Field(ge=0), INTEGRAL] = 0
+    """Consecutive successful observations while half-open."""
+    trips: Annotated[int, Field(ge=0), INTEGRAL] = 0
+    """Times it opened since it last closed (the half-open delay doubles with each)."""
+    opened_at: DateTime | None = None
+    half_open_after_seconds: Annotated[float, Field(ge=0)] | None = None
+    """The jittered delay chosen when it opened."""
+    needs_review: bool = False
+    """Opened by a failure at or above humanReviewThreshold: only a new approval releases it."""
+    last_failure: WorkloadFailure | None = None
+    checked_at: DateTime | None = None
+    """When the workload was last observed (observations are at most one per check interval)."""
+    restarts: dict[str, Annotated[int, Field(ge=0), INTEGRAL]] = Field(default_factory=dict)
+    """Failures already counted, per current pod (container restarts, image errors)."""
+
+
+class WorkloadStatus(ApiModel):
+    """What runs for the plugin now (may be an earlier approved version during an upgrade)."""
+
+    deployment: ShortText | None = None
+    digest: Digest | None = None
+    """The digest the running pods were started from."""
+    version: ShortText | None = None
+    replicas: Annotated[int, Field(ge=0), INTEGRAL] = 0
+    """Replicas the operator asks for (0 while disabled, unloaded or quarantined)."""
+    ready_replicas: Annotated[int, Field(ge=0), INTEGRAL] = 0
+    runtime_class: ShortText | None = None
+    """The RuntimeClass of the sandbox ("" or absent: the node's default runtime)."""
+    endpoint: ShortText | None = None
+    """The Service URL the Wayang engine calls."""
+    breaker: BreakerStatus | None = None
+
+
 class PluginStatus(ApiModel):
     phase: Annotated[PluginPhase, LAX] | None = None
     review_status: Annotated[ReviewStatus, LAX] | None = None
@@ -91,6 +146,8 @@ class PluginStatus(ApiModel):
     """The artifact digest the approvals counted for."""
     approvers: Annotated[list[ShortText], Field(max_length=32)] | None = None
     """Distinct identities whose approvals are in force."""
+    workload: WorkloadStatus | None = None
+    """The plugin's pods, when the operator runs workloads."""
 
 
 class Plugin(ApiModel):
@@ -408,6 +465,8 @@ RESOURCES: tuple[ResourceInfo, ...] = (
             PrinterColumn("Phase", ".status.phase"),
             PrinterColumn("Approved", _condition(ConditionType.APPROVED)),
             PrinterColumn("Ready", _condition(ConditionType.READY)),
+            PrinterColumn("Pods", ".status.workload.readyReplicas", "integer", priority=1),
+            PrinterColumn("Runtime", ".status.workload.runtimeClass", priority=1),
             PrinterColumn("Digest", ".spec.implementation.digest", priority=1),
             AGE,
         ),

@@ -13,6 +13,7 @@ them. What is affected is computed from the indexes, so nothing polls:
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -23,8 +24,9 @@ from .. import metrics
 from ..api.resources import PluginApprovalSpec, PluginPolicySpec
 from ..core.approval import ApprovalRecord, Requester
 from ..core.policy import NamedPolicy
+from .deploying import Options
 from .leadership import hold, release
-from .reconcile import Indexes, PluginSnapshot, forget, reconcile
+from .reconcile import Indexes, PluginSnapshot, forget, forget_written, reconcile
 from .runtime import RUNTIME
 
 logger = logging.getLogger("wayang.handlers")
@@ -34,6 +36,9 @@ APPROVALS = ("wayang.io", "v1alpha1", "pluginapprovals")
 POLICIES = ("wayang.io", "v1alpha1", "pluginpolicies")
 NAMESPACE_INDEX = "namespace_index"
 """The index of namespace labels (controller/namespaces.py), when namespaces are watched."""
+DEPLOYMENT_INDEX = "deployment_index"
+POD_INDEX = "pod_index"
+"""The indexes of plugin Deployments and pods (controller/workloads.py), when workloads are run."""
 
 
 def snapshot_of(namespace: str, name: str, body: Mapping[str, Any]) -> PluginSnapshot:
@@ -49,6 +54,9 @@ def snapshot_of(namespace: str, name: str, body: Mapping[str, Any]) -> PluginSna
         annotations=dict(meta.get("annotations") or {}),
         status=dict(body.get("status") or {}),
         descriptor=PluginSnapshot.parse(spec),
+        resource_version=str(meta.get("resourceVersion", "")),
+        deleting=bool(meta.get("deletionTimestamp")),
+        finalizers=tuple(meta.get("finalizers") or ()),
     )
 
 
@@ -81,8 +89,11 @@ def approval_index(*, namespace: str | None, name: str, body: kopf.Body, **_: An
         return {}
     if namespace is None:
         return {}
-    requester = Requester.from_annotations(dict(body.get("metadata", {}).get("annotations") or {}))
-    return {(namespace, spec.plugin): ApprovalRecord(name, spec, requester)}
+    meta = body.get("metadata", {})
+    requester = Requester.from_annotations(dict(meta.get("annotations") or {}))
+    created = meta.get("creationTimestamp")
+    when = datetime.datetime.fromisoformat(created.replace("Z", "+00:00")) if created else None
+    return {(namespace, spec.plugin): ApprovalRecord(name, spec, requester, when)}
 
 
 @kopf.index(*POLICIES)
@@ -100,7 +111,16 @@ def indexes_from(kwargs: dict[str, Any]) -> Indexes:
         # a missing index is an error unless namespace watching is switched off
         namespaces=kwargs[NAMESPACE_INDEX] if RUNTIME.settings.watch_namespaces else {},
         scans=kwargs["scan_index"],
+        deployments=kwargs[DEPLOYMENT_INDEX] if RUNTIME.settings.workloads else {},
+        pods=kwargs[POD_INDEX] if RUNTIME.settings.workloads else {},
     )
+
+
+def workload_options() -> Options | None:
+    settings = RUNTIME.settings
+    if not settings.workloads:
+        return None
+    return Options(settings.workload_check_interval, settings.workload_ready_grace)
 
 
 async def _reconcile(indexes: Indexes, namespace: str, name: str) -> None:
@@ -117,6 +137,7 @@ async def _reconcile(indexes: Indexes, namespace: str, name: str) -> None:
             api=RUNTIME.api,
             sink=RUNTIME.sink,
             wayang_version=RUNTIME.settings.wayang_version,
+            workloads=workload_options(),
         )
     except Exception:  # one plugin's failure must never stop the others
         metrics.ERRORS.labels("reconcile").inc()
@@ -139,6 +160,7 @@ async def elect(**kwargs: Any) -> None:
     indexes = indexes_from(kwargs)
 
     async def on_elected() -> None:
+        forget_written()
         if leadership.indexed:  # else the initial listing's events are still to come, and decide
             await reconcile_many(indexes, [key for key in indexes.plugins if key])
 

@@ -15,7 +15,7 @@ from prometheus_client import start_http_server
 
 from ..kube import load_configuration
 from ..settings import OperatorSettings
-from . import admission, auditing, handlers, namespaces, scanning  # noqa: F401 - registers
+from . import admission, auditing, handlers, namespaces, scanning, workloads  # noqa: F401
 from .certs import ensure_certificate
 from .runtime import RUNTIME
 from .webhook_server import WebhookServer
@@ -44,6 +44,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if settings.watch_namespaces:
         namespaces.register()
+    if settings.workloads:
+        workloads.register()
     load_configuration()
     start_http_server(settings.metrics_port)
     kopf.run(

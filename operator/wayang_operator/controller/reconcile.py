@@ -11,6 +11,7 @@ generation and the decision, so a decision re-emitted after a crash is the same 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import hashlib
 import logging
@@ -30,12 +31,19 @@ from ..api.resources import ConditionType
 from ..audit import AuditSink
 from ..audit import event as audit_event
 from ..core.approval import ApprovalRecord, ApprovalState, Requester
+from ..core.availability import DeploymentRecord, PodRecord
+from ..core.breaker import Breaker
 from ..core.dependencies import Candidate
-from ..core.pipeline import Evaluation, Facts, Reason, ScanFacts, evaluate
+from ..core.gates import Reason
+from ..core.pipeline import Evaluation, Facts, ScanFacts, evaluate
 from ..core.policy import NamedPolicy, applicable
+from ..core.running import SERVING
 from ..core.scanpolicy import decide as decide_scan
+from ..core.workload import Active, Owner
 from ..kube import KubeApi
 from ..manifests.validate import parse_model
+from . import deploying
+from .deploying import FINALIZER, Options
 from .scans import ScanRecord, request
 
 logger = logging.getLogger("wayang.reconcile")
@@ -54,6 +62,9 @@ class PluginSnapshot:
     status: dict[str, Any]
     descriptor: PluginDescriptor | None
     """The parsed spec (None if it does not validate), parsed once when the object is indexed."""
+    resource_version: str = ""
+    deleting: bool = False
+    finalizers: tuple[str, ...] = ()
 
     @classmethod
     def parse(cls, spec: dict[str, Any]) -> PluginDescriptor | None:
@@ -70,6 +81,25 @@ class PluginSnapshot:
         """Ready (every gate passed, enabled): something other plugins may depend on."""
         return self.condition(ConditionType.READY) == "True"
 
+    @property
+    def owner(self) -> Owner:
+        return Owner(self.name, self.namespace, self.uid)
+
+    def serving(self) -> Active | None:
+        """The plugin as the index lists it, if its pods take calls."""
+        reason = next(
+            (
+                c.get("reason")
+                for c in self.status.get("conditions") or []
+                if c.get("type") == ConditionType.WORKLOAD_AVAILABLE.value
+            ),
+            None,
+        )
+        if self.descriptor is None or reason not in {r.value for r in SERVING}:
+            return None
+        workload = self.status.get("workload") or {}
+        return Active(self.name, self.descriptor, workload.get("version"), workload.get("digest"))
+
 
 @dataclass(frozen=True)
 class Indexes:
@@ -81,6 +111,13 @@ class Indexes:
     namespaces: Mapping[Any, Iterable[dict[str, str]]]
     scans: Mapping[Any, Iterable[ScanRecord]] = field(default_factory=dict)
     """ScanReports by (namespace, digest)."""
+    deployments: Mapping[Any, Iterable[DeploymentRecord]] = field(default_factory=dict)
+    """Plugin Deployments by (namespace, plugin); empty when workloads are not managed."""
+    pods: Mapping[Any, Iterable[PodRecord]] = field(default_factory=dict)
+    """Plugin pods by (namespace, plugin)."""
+
+    def deployment(self, namespace: str, plugin: str) -> DeploymentRecord | None:
+        return next(iter(self.deployments.get((namespace, plugin), [])), None)
 
     def plugin(self, namespace: str, name: str) -> PluginSnapshot | None:
         return next(iter(self.plugins.get((namespace, name), [])), None)
@@ -100,9 +137,40 @@ class Indexes:
 _locks: dict[tuple[str, str], asyncio.Lock] = {}
 
 
+_written: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+"""The status this leader last wrote per plugin (with the plugin's uid). Until the watch brings
+it back, the index holds an older one; deciding from that would repeat a decision or count a
+pod's restart twice when the pods' events come quickly after our write."""
+
+
 def forget(namespace: str, name: str) -> None:
-    """Drop what is kept per plugin once it is deleted (its lock), so memory follows the cluster."""
+    """Drop what is kept per plugin once it is deleted, so memory follows the cluster."""
     _locks.pop((namespace, name), None)
+    _written.pop((namespace, name), None)
+
+
+def forget_written() -> None:
+    """On becoming the leader: another replica may have written since this one did."""
+    _written.clear()
+
+
+def _latest(snapshot: PluginSnapshot) -> PluginSnapshot:
+    written = _written.get((snapshot.namespace, snapshot.name))
+    if written is None or written[0] != snapshot.uid:
+        return snapshot
+    return dataclasses.replace(snapshot, status=written[1])
+
+
+def merge_patch(old: Mapping[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """A JSON merge patch (RFC 7386) that turns `old` into `new`: keys that `new` dropped are
+    set to null at every depth, since a merge patch would otherwise keep them."""
+    patch = dict(new)
+    for key, value in old.items():
+        if key not in new:
+            patch[key] = None
+        elif isinstance(value, Mapping) and isinstance(new[key], dict):
+            patch[key] = merge_patch(value, new[key])
+    return patch
 
 
 def _now() -> str:
@@ -133,7 +201,12 @@ def _scan_facts(
     )
 
 
-def facts_for(snapshot: PluginSnapshot, indexes: Indexes, wayang_version: str | None) -> Facts:
+def facts_for(
+    snapshot: PluginSnapshot,
+    indexes: Indexes,
+    wayang_version: str | None,
+    workloads: Options | None = None,
+) -> Facts:
     neighbours = []
     active = []
     # A plugin that depends on nothing needs no neighbours (it cannot be in a cycle either), which
@@ -147,6 +220,19 @@ def facts_for(snapshot: PluginSnapshot, indexes: Indexes, wayang_version: str | 
                 active.append(Candidate(other.name, other.descriptor))
     previous = [Condition.model_validate(c) for c in snapshot.status.get("conditions") or []]
     governing = indexes.governing(snapshot.namespace)
+    approvals = list(indexes.approvals.get((snapshot.namespace, snapshot.name), []))
+    workload = None
+    if workloads is not None and snapshot.descriptor is not None:
+        workload = deploying.gather(
+            snapshot.owner,
+            snapshot.descriptor,
+            governing,
+            deployment=indexes.deployment(snapshot.namespace, snapshot.name),
+            pods=list(indexes.pods.get((snapshot.namespace, snapshot.name), [])),
+            breaker=Breaker.from_status((snapshot.status.get("workload") or {}).get("breaker")),
+            approvals=approvals,
+            options=workloads,
+        )
     return Facts(
         name=snapshot.name,
         namespace=snapshot.namespace,
@@ -155,11 +241,12 @@ def facts_for(snapshot: PluginSnapshot, indexes: Indexes, wayang_version: str | 
         publisher=Requester.from_annotations(snapshot.annotations),
         policies=governing,
         scan=_scan_facts(snapshot, indexes, governing),
-        approvals=list(indexes.approvals.get((snapshot.namespace, snapshot.name), [])),
+        approvals=approvals,
         active=active,
         namespace_plugins=neighbours,
         wayang_version=wayang_version,
         previous=previous,
+        workload=workload,
     )
 
 
@@ -176,6 +263,7 @@ def status_of(evaluation: Evaluation, digest: str | None) -> dict[str, Any]:
         "lastError": error.model_dump(mode="json", exclude_none=True) if error else None,
         "approvers": list(approval.approvers) if approval and approval.approvers else None,
         "approvedDigest": digest if approved else None,
+        "workload": evaluation.workload.status if evaluation.workload else None,
     }
 
 
@@ -210,6 +298,9 @@ def _announce(snapshot: PluginSnapshot, evaluation: Evaluation) -> None:
     )
 
 
+OPERATOR = Actor(type=ActorType.SYSTEM, id="wayang-operator")
+
+
 def actor_of(kind: AuditEventType, snapshot: PluginSnapshot, evaluation: Evaluation) -> Actor:
     """Who a decision is attributed to: the admission-stamped publisher for a registration, the
     approvers, rejecter or revoker for approval decisions, the operator for everything else."""
@@ -225,7 +316,7 @@ def actor_of(kind: AuditEventType, snapshot: PluginSnapshot, evaluation: Evaluat
             return Actor(type=ActorType.AUTOMATED, id=f"auto-approval/{outcome.auto_approved_by}")
     if kind in (AuditEventType.REJECTED, AuditEventType.REVOKED) and outcome and outcome.decided_by:
         return Actor(type=ActorType.USER, id=outcome.decided_by)
-    return Actor(type=ActorType.SYSTEM, id="wayang-operator")
+    return OPERATOR
 
 
 def audit_id(snapshot: PluginSnapshot, kind: str, message: str) -> str:
@@ -233,6 +324,83 @@ def audit_id(snapshot: PluginSnapshot, kind: str, message: str) -> str:
         f"{snapshot.uid}/{snapshot.generation}/{kind}/{message}".encode()
     ).hexdigest()
     return str(uuid.UUID(digest[:32]))
+
+
+async def _audit(
+    sink: AuditSink,
+    snapshot: PluginSnapshot,
+    kind: AuditEventType,
+    message: str,
+    actor: Actor,
+) -> None:
+    """Append one decision; its id is derived from the plugin, generation and decision, so the
+    same decision made again after a crash is the same entry."""
+    spec = snapshot.descriptor
+    entry = audit_event(
+        kind,
+        plugin_id=spec.id if spec else snapshot.name,
+        version=spec.version if spec else None,
+        tenant=snapshot.namespace,
+        actor=actor,
+        details={
+            "plugin": snapshot.name,
+            "digest": spec.implementation.digest if spec else None,
+            "message": message,
+            "generation": snapshot.generation,
+        },
+    ).model_copy(update={"audit_id": audit_id(snapshot, kind.value, message)})
+    await sink.append(entry)
+    metrics.DECISIONS.labels(kind.value).inc()
+
+
+async def _finalized(
+    snapshot: PluginSnapshot, indexes: Indexes, api: KubeApi, sink: AuditSink
+) -> bool:
+    """Hold a live plugin with our finalizer; for a deleted one (True): the final audit entry,
+    out of the index, then let it go (the garbage collector removes the objects it owns)."""
+    if not snapshot.deleting:
+        if FINALIZER not in snapshot.finalizers:
+            held = [*snapshot.finalizers, FINALIZER]
+            await api.set_finalizers(
+                "plugins", snapshot.namespace, snapshot.name, held, snapshot.resource_version
+            )
+        return False
+    if FINALIZER not in snapshot.finalizers:
+        return True
+    await _audit(
+        sink,
+        snapshot,
+        AuditEventType.UNLOADED,
+        "deleted: the plugin and its workload are removed",
+        OPERATOR,
+    )
+    await _publish(api, indexes, snapshot.namespace, without=snapshot.name)
+    rest = [f for f in snapshot.finalizers if f != FINALIZER]
+    await api.set_finalizers(
+        "plugins", snapshot.namespace, snapshot.name, rest, snapshot.resource_version
+    )
+    return True
+
+
+async def _publish(
+    api: KubeApi,
+    indexes: Indexes,
+    namespace: str,
+    *,
+    without: str | None = None,
+    fresh: PluginSnapshot | None = None,
+) -> None:
+    """The namespace's plugin index from the indexes, with `fresh` (just evaluated) instead of
+    its indexed state and `without` left out."""
+    active = []
+    for plugin in indexes.namespace_plugins(namespace):
+        if plugin.name == without or plugin.deleting:
+            continue
+        current = fresh if fresh is not None and fresh.name == plugin.name else plugin
+        served = current.serving()
+        if served is not None:
+            active.append(served)
+    await deploying.publish_index(api, namespace, active)
 
 
 def _waits_for_scan(
@@ -252,44 +420,55 @@ async def reconcile(
     api: KubeApi,
     sink: AuditSink,
     wayang_version: str | None,
+    workloads: Options | None = None,
 ) -> Evaluation | None:
-    """Evaluate one plugin from the indexes and write its status if it changed."""
+    """Evaluate one plugin from the indexes, act on its workload (when `workloads` are run by
+    this operator) and write its status if it changed."""
     lock = _locks.setdefault((namespace, name), asyncio.Lock())
     async with lock:
-        snapshot = indexes.plugin(namespace, name)
-        if snapshot is None:
+        indexed = indexes.plugin(namespace, name)
+        if indexed is None:
+            return None
+        snapshot = _latest(indexed)
+        if workloads is not None and await _finalized(snapshot, indexes, api, sink):
             return None
         with metrics.RECONCILE_SECONDS.time():
-            evaluation = evaluate(facts_for(snapshot, indexes, wayang_version), _now())
+            facts = facts_for(snapshot, indexes, wayang_version, workloads)
+            evaluation = evaluate(facts, _now())
         metrics.observe_phase(namespace, name, evaluation.phase)
         spec = snapshot.descriptor
         if spec is not None and _waits_for_scan(evaluation, indexes, namespace, spec):
             await request(api, namespace, spec, snapshot.annotations.get(PULL_SECRET_ANNOTATION))
         status = status_of(evaluation, spec.implementation.digest if spec else None)
-        if _comparable(status) == _comparable(snapshot.status):
+        unchanged = _comparable(status) == _comparable(snapshot.status)
+        if unchanged and evaluation.workload is None:
             return evaluation
-        for kind, message in evaluation.decisions:
-            entry = audit_event(
-                kind,
-                plugin_id=spec.id if spec else name,
-                version=spec.version if spec else None,
-                tenant=namespace,
-                actor=actor_of(kind, snapshot, evaluation),
-                details={
-                    "plugin": name,
-                    "digest": spec.implementation.digest if spec else None,
-                    "message": message,
-                    "generation": snapshot.generation,
-                },
-            ).model_copy(update={"audit_id": audit_id(snapshot, kind.value, message)})
-            await sink.append(entry)
-            metrics.DECISIONS.labels(kind.value).inc()
-        gone = await api.patch_status("plugins", namespace, name, status)
+        for kind, message in [] if unchanged else evaluation.decisions:
+            await _audit(sink, snapshot, kind, message, actor_of(kind, snapshot, evaluation))
+        if evaluation.workload is not None:
+            await deploying.act(
+                api,
+                snapshot.owner,
+                spec,
+                policies=facts.policies,
+                plan=evaluation.workload,
+                deployment=indexes.deployment(namespace, name),
+            )
+            if unchanged:
+                return evaluation
+        gone = await api.patch_status(
+            "plugins", namespace, name, merge_patch(snapshot.status, status)
+        )
+        if gone is None:
+            _written[(namespace, name)] = (snapshot.uid, status)
         if gone is None and snapshot.status.get("phase") != evaluation.phase.value:
             _announce(snapshot, evaluation)
         for record, verdict in (evaluation.approval.records if evaluation.approval else {}).items():
             approval_status = {"phase": verdict.phase.value, "message": verdict.message}
             await api.patch_status("pluginapprovals", namespace, record, approval_status)
+        if evaluation.workload is not None and gone is None:
+            fresh = dataclasses.replace(snapshot, status=status)
+            await _publish(api, indexes, namespace, fresh=fresh)
         if gone is None:
             logger.info(
                 "plugin %s/%s: %s",

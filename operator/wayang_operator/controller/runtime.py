@@ -23,6 +23,7 @@ class Runtime:
     leadership: Leadership = field(default_factory=Leadership)
     election: asyncio.Task[None] | None = None
     rescans: asyncio.Task[None] | None = None
+    observations: asyncio.Task[None] | None = None
     _scanner: Scanner | None = None
     _api: KubeApi | None = None
 

@@ -10,6 +10,7 @@ enough distinct approvers or by one of its CEL auto-approval rules.
 
 from __future__ import annotations
 
+import datetime
 import json
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -54,6 +55,8 @@ class ApprovalRecord:
     name: str
     spec: PluginApprovalSpec
     requester: Requester | None
+    created: datetime.datetime | None = None
+    """metadata.creationTimestamp: a newer approval releases a quarantine that needs review."""
 
 
 @dataclass(frozen=True)

@@ -16,15 +16,13 @@ from __future__ import annotations
 import datetime
 import enum
 import random
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from ..api.descriptor import CircuitBreaker, ErrorHandlingConfig, RetryPolicy, ReviewThreshold
-
-
-class State(enum.StrEnum):
-    CLOSED = "Closed"
-    OPEN = "Open"
-    HALF_OPEN = "HalfOpen"
+from ..api.resources import BreakerState as State
+from ..api.resources import BreakerStatus, WorkloadFailure
 
 
 class Severity(enum.IntEnum):
@@ -65,10 +63,71 @@ class Breaker:
     last_failure: Failure | None = None
     needs_review: bool = False
     """Opened by a failure at or above humanReviewThreshold: only a new approval releases it."""
+    delay: float | None = None
+    """Seconds from opening to the half-open trial, chosen (with jitter) when it opened."""
+    checked_at: datetime.datetime | None = None
+    """When an observation last counted (see availability.py: at most one per interval)."""
+    restarts: Mapping[str, int] = field(default_factory=dict)
+    """Failures already counted per pod, so a restart is counted once however often it is seen."""
 
     @property
     def quarantined(self) -> bool:
         return self.state is State.OPEN
+
+    def to_status(self) -> dict[str, Any]:
+        """The breaker as `status.workload.breaker` (BreakerStatus)."""
+        failure = self.last_failure
+        return BreakerStatus(
+            state=self.state,
+            failures=self.failures,
+            successes=self.successes,
+            trips=self.trips,
+            opened_at=_stamp(self.opened_at),
+            half_open_after_seconds=self.delay,
+            needs_review=self.needs_review,
+            last_failure=None
+            if failure is None
+            else WorkloadFailure(
+                reason=failure.reason[:253],
+                severity=failure.severity.name,  # type: ignore[arg-type] # the same four names
+                message=failure.message[:4096],
+            ),
+            checked_at=_stamp(self.checked_at),
+            restarts=dict(self.restarts),
+        ).model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    @classmethod
+    def from_status(cls, status: Mapping[str, Any] | None) -> Breaker:
+        """The breaker a status holds; a missing or unreadable one is a closed breaker."""
+        try:
+            model = BreakerStatus.model_validate(dict(status or {}), by_alias=True, by_name=False)
+        except ValueError:
+            return cls()
+        failure = model.last_failure
+        return cls(
+            state=model.state,
+            failures=model.failures,
+            successes=model.successes,
+            opened_at=_parse(model.opened_at),
+            trips=model.trips,
+            last_failure=None
+            if failure is None
+            else Failure(failure.reason, Severity[failure.severity], failure.message),
+            needs_review=model.needs_review,
+            delay=model.half_open_after_seconds,
+            checked_at=_parse(model.checked_at),
+            restarts=dict(model.restarts),
+        )
+
+
+def _stamp(moment: datetime.datetime | None) -> str | None:
+    return None if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse(stamp: str | None) -> datetime.datetime | None:
+    if stamp is None:
+        return None
+    return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
 def classify(reason: str, message: str = "") -> Failure:
@@ -85,7 +144,8 @@ def classify(reason: str, message: str = "") -> Failure:
     return Failure(reason, severity, message or reason)
 
 
-def _settings(handling: ErrorHandlingConfig | None) -> tuple[CircuitBreaker, ReviewThreshold]:
+def configured(handling: ErrorHandlingConfig | None) -> tuple[CircuitBreaker, ReviewThreshold]:
+    """The breaker's settings and review threshold, with the seed's defaults where unset."""
     handling = handling or ErrorHandlingConfig()
     return handling.circuit_breaker or CircuitBreaker(), handling.human_review_threshold
 
@@ -114,32 +174,36 @@ def step(
     `approved_since` is the newest approval's creation time: an approval after the quarantine
     began releases a breaker that needs review.
     """
-    config, threshold = _settings(handling)
+    config, threshold = configured(handling)
     if not config.enabled:
         return Breaker()
     if breaker.state is State.OPEN:
         if breaker.needs_review:
             released = approved_since and breaker.opened_at and approved_since > breaker.opened_at
-            return Breaker(State.HALF_OPEN, trips=breaker.trips) if released else breaker
+            trial = Breaker(State.HALF_OPEN, trips=breaker.trips, restarts=breaker.restarts)
+            return trial if released else breaker
         return breaker  # the timer (`due`) moves it to half-open, not an observation
     if failure is None:
         if breaker.state is State.HALF_OPEN:
             successes = breaker.successes + 1
             if successes >= config.success_threshold:
-                return Breaker()
+                return Breaker(restarts=breaker.restarts)
             return replace(breaker, successes=successes)
         return replace(breaker, failures=0)
     review = threshold != ReviewThreshold.NEVER and failure.severity >= _THRESHOLD[threshold]
     failures = breaker.failures + 1
     if breaker.state is State.HALF_OPEN or failures >= config.failure_threshold or review:
-        return Breaker(
+        opened = Breaker(
             State.OPEN,
             failures=failures,
             opened_at=now,
             trips=breaker.trips + 1,
             last_failure=failure,
             needs_review=review,
+            restarts=breaker.restarts,
         )
+        retry = handling.retry_policy if handling else None
+        return replace(opened, delay=half_open_after(opened, config, retry))
     return replace(breaker, failures=failures, last_failure=failure)
 
 
@@ -147,14 +211,20 @@ def due(
     breaker: Breaker,
     handling: ErrorHandlingConfig | None,
     now: datetime.datetime,
-    delay: float,
+    delay: float | None = None,
 ) -> Breaker:
-    """Half-open an open breaker whose `delay` (from `half_open_after`) has passed, unless it
-    waits for a human."""
+    """Half-open an open breaker whose `delay` (default: the one chosen when it opened) has
+    passed, unless it waits for a human."""
     if breaker.state is not State.OPEN or breaker.needs_review or breaker.opened_at is None:
         return breaker
-    if (now - breaker.opened_at).total_seconds() >= delay:
-        return Breaker(State.HALF_OPEN, trips=breaker.trips, last_failure=breaker.last_failure)
+    wait = delay if delay is not None else breaker.delay or 0.0
+    if (now - breaker.opened_at).total_seconds() >= wait:
+        return Breaker(
+            State.HALF_OPEN,
+            trips=breaker.trips,
+            last_failure=breaker.last_failure,
+            restarts=breaker.restarts,
+        )
     return breaker
 
 

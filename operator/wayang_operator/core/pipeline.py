@@ -1,5 +1,5 @@
 """One Plugin generation through every gate: Validated, SignatureVerified, Scanned, Approved,
-DependenciesResolved, and Ready as their sum.
+DependenciesResolved (governance), WorkloadAvailable (running.py), and Ready as their sum.
 
 `evaluate` is a pure function of the facts a handler gathered. It returns the full status (the
 conditions with reasons and messages, the phase for `kubectl get`, the seed's review status, the
@@ -9,8 +9,8 @@ a restart that re-evaluates an unchanged plugin decides nothing twice.
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 from ..api.audit import AuditEventType
@@ -23,36 +23,10 @@ from ..manifests.validate import format_path, parse_model
 from . import contract, signing
 from .approval import ApprovalOutcome, ApprovalRecord, ApprovalState, Artifact, Requester, decide
 from .dependencies import Candidate, resolve
+from .gates import Gate, Reason
 from .policy import NamedPolicy, registry_allowed
-
-
-class Reason(StrEnum):
-    """Machine-readable condition reasons (CamelCase, as the API conventions ask)."""
-
-    VALID = "Valid"
-    INVALID_SPEC = "InvalidSpec"
-    CONTRACT_VIOLATION = "ContractViolation"
-    SIGNATURE_VERIFIED = "SignatureVerified"
-    SIGNATURE_NOT_REQUIRED = "SignatureNotRequired"
-    SIGNATURE_INVALID = "SignatureInvalid"
-    REGISTRY_NOT_ALLOWED = "RegistryNotAllowed"
-    SCAN_PASSED = "ScanPassed"
-    SCAN_NOT_REQUIRED = "ScanNotRequired"
-    SCAN_PENDING = "ScanPending"
-    SCAN_FAILED = "ScanFailed"
-    SCAN_ERROR = "ScanError"
-    APPROVED = "Approved"
-    AUTO_APPROVED = "AutoApproved"
-    AWAITING_APPROVAL = "AwaitingApproval"
-    REJECTED = "Rejected"
-    REVOKED = "Revoked"
-    RESOLVED = "Resolved"
-    UNRESOLVED = "Unresolved"
-    DEPENDENCY_CYCLE = "DependencyCycle"
-    READY = "AllGatesPassed"
-    DISABLED = "Disabled"
-    NOT_READY = "GateNotPassed"
-    NOT_EVALUATED = "NotEvaluated"
+from .running import SERVING, Plan, WorkloadFacts
+from .running import decide as decide_workload
 
 
 @dataclass(frozen=True)
@@ -88,15 +62,8 @@ class Facts:
     """None while no scan result exists for the artifact."""
     wayang_version: str | None = None
     previous: list[Condition] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Gate:
-    type: ConditionType
-    passed: bool | None
-    reason: Reason
-    message: str
-    error: ErrorType | None = None
+    workload: WorkloadFacts | None = None
+    """None when this operator does not run workloads (governance only)."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +75,7 @@ class Evaluation:
     approval: ApprovalOutcome | None
     decisions: list[tuple[AuditEventType, str]]
     """Audit events for what changed since `Facts.previous`."""
+    workload: Plan | None = None
 
 
 def _validated(facts: Facts) -> tuple[Gate, PluginDescriptor | None]:
@@ -224,6 +192,12 @@ _PHASE_OF_REASON = {
     Reason.REVOKED: PluginPhase.REVOKED,
     Reason.UNRESOLVED: PluginPhase.UNRESOLVED,
     Reason.DEPENDENCY_CYCLE: PluginPhase.UNRESOLVED,
+    Reason.DEPLOYING: PluginPhase.DEPLOYING,
+    Reason.ROLLING_OUT: PluginPhase.DEPLOYING,
+    Reason.FAILING: PluginPhase.DEGRADED,
+    Reason.HALF_OPEN: PluginPhase.DEGRADED,
+    Reason.QUARANTINED: PluginPhase.QUARANTINED,
+    Reason.NOT_RUNNABLE: PluginPhase.BLOCKED,
 }
 
 
@@ -270,6 +244,7 @@ _AUDITED = {
     Reason.AUTO_APPROVED: AuditEventType.APPROVED,
     Reason.REJECTED: AuditEventType.REJECTED,
     Reason.REVOKED: AuditEventType.REVOKED,
+    Reason.AVAILABLE: AuditEventType.LOADED,
 }
 
 
@@ -281,13 +256,25 @@ def _decisions(gates: list[Gate], facts: Facts) -> list[tuple[AuditEventType, st
     elif all(c.observed_generation != facts.generation for c in facts.previous):
         decisions.append((AuditEventType.UPDATED, f"generation {facts.generation} registered"))
     for gate in gates:
-        if before.get(gate.type.value) == gate.reason.value:
+        was = before.get(gate.type.value)
+        if was == gate.reason.value:
             continue
+        stopped = gate.reason not in SERVING and was in {reason.value for reason in SERVING}
+        if gate.type is ConditionType.WORKLOAD_AVAILABLE and stopped:
+            decisions.append((AuditEventType.UNLOADED, gate.message))
         if gate.reason in _AUDITED:
             decisions.append((_AUDITED[gate.reason], gate.message))
         elif gate.error is not None:
             decisions.append((AuditEventType.ERROR, f"{gate.type.value}: {gate.message}"))
     return decisions
+
+
+GOVERNANCE = (
+    ConditionType.SIGNATURE_VERIFIED,
+    ConditionType.SCANNED,
+    ConditionType.APPROVED,
+    ConditionType.DEPENDENCIES_RESOLVED,
+)
 
 
 def evaluate(facts: Facts, now: str) -> Evaluation:
@@ -296,7 +283,7 @@ def evaluate(facts: Facts, now: str) -> Evaluation:
     gates = [validated]
     outcome: ApprovalOutcome | None = None
     if spec is None or validated.passed is False:
-        for kind in list(ConditionType)[1:-1]:
+        for kind in GOVERNANCE:
             gates.append(Gate(kind, None, Reason.NOT_EVALUATED, "the spec did not pass validation"))
     else:
         approved, outcome = _approved(facts, spec)
@@ -308,6 +295,10 @@ def evaluate(facts: Facts, now: str) -> Evaluation:
         ]
     failing = next((gate for gate in gates if gate.passed is not True), None)
     enabled = spec is not None and spec.enabled
+    moment = datetime.datetime.fromisoformat(now.replace("Z", "+00:00"))
+    runnable = spec if validated.passed else None
+    workload, plan = decide_workload(facts.workload, runnable, failing, enabled, moment)
+    gates.append(workload)
     if failing is not None:
         phase = _PHASE_OF_REASON.get(failing.reason, PluginPhase.PENDING)
         ready = Gate(
@@ -316,6 +307,10 @@ def evaluate(facts: Facts, now: str) -> Evaluation:
     elif not enabled:
         phase = PluginPhase.DISABLED
         ready = Gate(ConditionType.READY, False, Reason.DISABLED, "spec.enabled is false")
+    elif workload.reason not in (Reason.AVAILABLE, Reason.NOT_MANAGED):
+        phase = _PHASE_OF_REASON[workload.reason]
+        waiting = f"{workload.type.value}: {workload.message}"
+        ready = Gate(ConditionType.READY, False, Reason.NOT_READY, waiting)
     else:
         phase = PluginPhase.READY
         ready = Gate(
@@ -327,17 +322,19 @@ def evaluate(facts: Facts, now: str) -> Evaluation:
     )
     last_error = None
     if error_gate is not None:
+        details = {"plugin": f"{facts.namespace}/{facts.name}", "reason": error_gate.reason.value}
+        if error_gate.cause:
+            details["cause"] = error_gate.cause
         last_error = ErrorPayload(
             type=error_gate.error or ErrorType.UNKNOWN_ERROR,
             message=f"{error_gate.type.value}: {error_gate.message}"[:4096],
-            retryable=False,
+            retryable=error_gate.retryable,
             origin_node="wayang-operator",
             timestamp=now,
-            suggested_action=SuggestedAction.HUMAN_REVIEW,
-            details={
-                "plugin": f"{facts.namespace}/{facts.name}",
-                "reason": error_gate.reason.value,
-            },
+            suggested_action=(
+                SuggestedAction.RETRY if error_gate.retryable else SuggestedAction.HUMAN_REVIEW
+            ),
+            details=details,
         )
     return Evaluation(
         conditions=[_condition(gate, facts, now) for gate in gates],
@@ -346,4 +343,5 @@ def evaluate(facts: Facts, now: str) -> Evaluation:
         last_error=last_error,
         approval=outcome,
         decisions=_decisions(gates, facts),
+        workload=plan,
     )

@@ -16,17 +16,22 @@ old pod serving until the new one is ready (maxUnavailable 0).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
 
 from ..api.descriptor import Capability, ImplementationType, PluginDescriptor, SandboxLevel
+from .availability import DIGEST_ANNOTATION, PLUGIN_LABEL, RENDERED_ANNOTATION, VERSION_ANNOTATION
 from .policy import NamedPolicy
 from .references import pinned_reference
 
 PORT = 8080
 SERVICE_PORT = 80
 RUN_AS = 65532
+DRAIN_SECONDS = 3
+"""How long a stopping pod keeps serving: endpoints are removed from Services asynchronously,
+so a server that closed at once would refuse the calls still routed to it during a rollout."""
 DESCRIPTOR_PATH = "/etc/wayang"
 SECRETS_PATH = "/var/run/secrets/wayang"
 DEFAULT_RUNTIME_CLASSES = {
@@ -52,6 +57,11 @@ class Owner:
 def workload_name(plugin: str) -> str:
     """`wayang-<plugin>`, cut to stay a valid object and label value (63 characters)."""
     return f"wayang-{plugin}"[:63].rstrip("-.")
+
+
+def endpoint(plugin: str, namespace: str) -> str:
+    """The URL the Wayang engine calls: the plugin's Service, by its cluster DNS name."""
+    return f"http://{workload_name(plugin)}.{namespace}.svc:{SERVICE_PORT}"
 
 
 def runtime_class(spec: PluginDescriptor, policies: list[NamedPolicy]) -> str:
@@ -91,13 +101,13 @@ def _labels(owner: Owner, spec: PluginDescriptor) -> dict[str, str]:
         "app.kubernetes.io/name": owner.name[:63],
         "app.kubernetes.io/managed-by": "wayang-operator",
         "app.kubernetes.io/part-of": "wayang-plugins",
-        "wayang.io/plugin": owner.name[:63],
+        PLUGIN_LABEL: owner.name[:63],
         "wayang.io/sandbox": spec.sandbox_level.value,
     }
 
 
 def _selector(owner: Owner) -> dict[str, str]:
-    return {"wayang.io/plugin": owner.name[:63]}
+    return {PLUGIN_LABEL: owner.name[:63]}
 
 
 def _meta(owner: Owner, spec: PluginDescriptor, name: str) -> dict[str, Any]:
@@ -151,7 +161,9 @@ def render(
     *,
     replicas: int = 1,
 ) -> list[dict[str, Any]]:
-    """The objects, in the order they should be applied; NotRunnable says why there are none."""
+    """The objects, in the order they should be applied; NotRunnable says why there are none.
+    The Deployment carries a hash of them all (RENDERED_ANNOTATION): an unchanged render is not
+    applied again."""
     image = image_of(spec)
     secrets = _secrets(spec, policies)
     name = workload_name(owner.name)
@@ -178,9 +190,10 @@ def render(
             {"name": "WAYANG_DESCRIPTOR", "value": f"{DESCRIPTOR_PATH}/plugin.json"},
             {"name": "WAYANG_TIMEOUT_MS", "value": str(timeout_ms)},
             {"name": "PORT", "value": str(PORT)},
+            {"name": "WAYANG_DRAIN_SECONDS", "value": str(DRAIN_SECONDS)},
         ],
         "resources": _resources(spec),
-        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5},
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 2},
         "livenessProbe": {
             "httpGet": {"path": "/healthz", "port": "http"},
             "periodSeconds": 10,
@@ -206,13 +219,14 @@ def render(
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "containers": [container],
+        "terminationGracePeriodSeconds": 10,  # the runtime host stops in well under a second
         "volumes": volumes,
     }
     handler = runtime_class(spec, policies)
     if handler:
         pod["runtimeClassName"] = handler
     labels = _labels(owner, spec)
-    return [
+    objects: list[dict[str, Any]] = [
         {
             "apiVersion": "v1",
             "kind": "ServiceAccount",
@@ -240,7 +254,10 @@ def render(
                 "template": {
                     "metadata": {
                         "labels": labels,
-                        "annotations": {"wayang.io/digest": spec.implementation.digest},
+                        "annotations": {
+                            DIGEST_ANNOTATION: spec.implementation.digest,
+                            VERSION_ANNOTATION: spec.version,
+                        },
                     },
                     "spec": pod,
                 },
@@ -259,6 +276,9 @@ def render(
         },
         network_policy(owner, spec),
     ]
+    rendered = hashlib.sha256(json.dumps(objects, sort_keys=True).encode()).hexdigest()[:20]
+    objects[2]["metadata"]["annotations"] = {RENDERED_ANNOTATION: rendered}
+    return objects
 
 
 def network_policy(owner: Owner, spec: PluginDescriptor) -> dict[str, Any]:
@@ -290,10 +310,13 @@ INDEX_NAME = "wayang-plugin-index"
 
 @dataclass(frozen=True)
 class Active:
-    """A plugin that is Ready in the namespace, as the engine needs to find it."""
+    """A plugin whose pods serve in the namespace, as the engine needs to find it."""
 
     name: str
     spec: PluginDescriptor
+    version: str | None = None
+    """The version serving, when it is not the spec's (an upgrade waiting for approval)."""
+    digest: str | None = None
 
 
 def plugin_index(namespace: str, active: list[Active]) -> dict[str, Any]:
@@ -303,12 +326,12 @@ def plugin_index(namespace: str, active: list[Active]) -> dict[str, Any]:
         {
             "plugin": item.name,
             "id": item.spec.id,
-            "version": item.spec.version,
-            "digest": item.spec.implementation.digest,
+            "version": item.version or item.spec.version,
+            "digest": item.digest or item.spec.implementation.digest,
             "provides": sorted(item.spec.provides or []),
             "capabilities": sorted(c.value for c in item.spec.capabilities or []),
             "inputs": [port.name for port in item.spec.inputs],
-            "endpoint": f"http://{workload_name(item.name)}.{namespace}.svc:{SERVICE_PORT}",
+            "endpoint": endpoint(item.name, namespace),
         }
         for item in sorted(active, key=lambda a: (a.spec.id, a.name))
     ]

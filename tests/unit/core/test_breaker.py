@@ -7,10 +7,10 @@ import datetime
 from typing import Any
 
 from wayang_operator.api.descriptor import ErrorHandlingConfig
+from wayang_operator.api.resources import BreakerState as State
 from wayang_operator.core.breaker import (
     Breaker,
     Severity,
-    State,
     classify,
     due,
     half_open_after,

@@ -1,0 +1,287 @@
+"""Benchmark: plugins really running on the local node, runc against gVisor, in one run.
+
+1. Approval to Ready: N plugins of the echo sample (N = 1, 10, 50) are published and wait for
+   approval; the clock starts when one `kubectl apply` writes all N approvals and stops when
+   every plugin is Ready (its pod ready behind its Service). Once with sandboxLevel trusted
+   (runc), once semi-trusted (gVisor); gVisor is reported as a ratio of runc. Each plugin asks
+   for 20m CPU and 96Mi (plus the gvisor RuntimeClass's pod overhead) so 50 fit the 2-core node.
+2. Execute latency and throughput of the runtime host for the trivial echo plugin: the host
+   process run directly on this machine (the baseline), then through the Service to a runc pod
+   and to a gVisor pod (1 CPU each): p50/p99 of 300 sequential calls, and calls per second from
+   8 concurrent clients for 5 s.
+
+Needs root and the local cluster with its node (`python -m e2e.localcluster up --node`); the
+cluster and node are started when they are not running, and stopped again at the end.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from e2e.conftest import ROOT, Kube
+from e2e.flow import tenant_of
+from e2e.localcluster import cluster as local
+from e2e.localcluster import node as localnode
+from e2e.operator_process import Operator
+from e2e.operator_process import running as running_operators
+
+SIZES = (1, 10, 50)
+SEQUENTIAL, CLIENTS, SECONDS = 300, 8, 5.0
+HOST = ROOT / "runtime-images" / "python" / "host.py"
+ECHO = ROOT / "runtime-images" / "python" / "samples" / "echo"
+TIMEOUT = 900
+
+
+def echo_plugin(name: str, image: localnode.ImportedImage, level: str, cpu: str) -> dict[str, Any]:
+    descriptor: dict[str, Any] = json.loads((ECHO / "plugin.json").read_text())
+    descriptor["implementation"] = {
+        "type": "container",
+        "coordinate": image.repository,
+        "digest": image.digest,
+        "entrypoint": descriptor["implementation"]["entrypoint"],
+    }
+    descriptor.update(
+        enabled=True,
+        sandboxLevel=level,
+        resourceProfile={"cpu": cpu, "memory": "96Mi", "timeout": 10000},
+    )
+    return {
+        "apiVersion": "wayang.io/v1alpha1",
+        "kind": "Plugin",
+        "metadata": {"name": name},
+        "spec": descriptor,
+    }
+
+
+def listing(items: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "List", "items": items}
+
+
+def phases(kube: Kube, namespace: str) -> list[str]:
+    found = json.loads(kube.run("get", "plugins", "-o", "json", namespace=namespace).stdout)
+    return [(item.get("status") or {}).get("phase", "") for item in found["items"]]
+
+
+def wait_all(kube: Kube, namespace: str, phase: str, count: int) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while (seen := phases(kube, namespace)).count(phase) < count:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"FAILED: {seen.count(phase)} of {count} plugins {phase}: {seen}")
+        time.sleep(0.5)
+
+
+def approval_to_ready(kube: Kube, image: localnode.ImportedImage, level: str, count: int) -> float:
+    namespace = f"wayang-bench-{level}-{count}-{uuid.uuid4().hex[:4]}"
+    kube.run("create", "namespace", namespace)
+    try:
+        with tenant_of(kube, namespace):
+            names = [f"echo-{i}" for i in range(count)]
+            plugins = [echo_plugin(name, image, level, "20m") for name in names]
+            kube.apply(listing(plugins), user="publisher-1", namespace=namespace)
+            wait_all(kube, namespace, "AwaitingApproval", count)
+            approvals = [
+                {
+                    "apiVersion": "wayang.io/v1alpha1",
+                    "kind": "PluginApproval",
+                    "metadata": {"name": f"{name}-approve"},
+                    "spec": {
+                        "plugin": name,
+                        "pluginId": plugin["spec"]["id"],
+                        "version": plugin["spec"]["version"],
+                        "digest": image.digest,
+                        "decision": "Approve",
+                    },
+                }
+                for name, plugin in zip(names, plugins, strict=True)
+            ]
+            started = time.monotonic()
+            kube.apply(listing(approvals), user="approver-1", namespace=namespace)
+            wait_all(kube, namespace, "Ready", count)
+            took = time.monotonic() - started
+            kube.run("delete", "plugins", "--all", "--wait=true", "--timeout=300s",
+                     namespace=namespace)  # fmt: skip
+            return took
+    finally:
+        kube.run("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def post(url: str, body: bytes) -> float:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    started = time.perf_counter()
+    with urllib.request.urlopen(request, timeout=10) as response:
+        answer = json.load(response)
+    took = time.perf_counter() - started
+    if answer.get("port") != "echoed":
+        raise SystemExit(f"FAILED: execute answered {answer}")
+    return took
+
+
+def measure(url: str) -> tuple[float, float, float]:
+    """(p50 ms, p99 ms, calls/s) for the echo plugin at `url`."""
+    body = json.dumps({"inputs": {"text": "bench"}}).encode()
+    for _ in range(20):
+        post(url, body)  # warm workers and connections
+    times = sorted(post(url, body) for _ in range(SEQUENTIAL))
+    p50 = statistics.median(times) * 1000
+    p99 = times[int(len(times) * 0.99) - 1] * 1000
+    deadline = time.monotonic() + SECONDS
+
+    def client() -> int:
+        calls = 0
+        while time.monotonic() < deadline:
+            post(url, body)
+            calls += 1
+        return calls
+
+    with concurrent.futures.ThreadPoolExecutor(CLIENTS) as pool:
+        total = sum(pool.map(lambda _: client(), range(CLIENTS)))
+    return p50, p99, total / SECONDS
+
+
+def direct_host(folder: Path) -> tuple[float, float, float]:
+    """The baseline: host.py as a plain process on this machine, the echo sample loaded."""
+    descriptor = folder / "echo.json"
+    descriptor.write_text((ECHO / "plugin.json").read_text())
+    log = folder / "host.log"
+    env = {
+        **os.environ,
+        "WAYANG_DESCRIPTOR": str(descriptor),
+        "WAYANG_PLUGIN_PATH": str(ECHO),
+        "WAYANG_SCHEMA_DIR": str(ROOT / "schemas"),
+        "WAYANG_BIND": "127.0.0.1",
+        "PORT": "0",
+    }
+    with log.open("wb") as out:
+        process = subprocess.Popen([sys.executable, str(HOST)], env=env, stdout=out)
+    try:
+        port = None
+        while port is None:
+            for line in log.read_text().splitlines():
+                record = json.loads(line)
+                if record["event"] == "listening":
+                    port = record["port"]
+            time.sleep(0.05)
+        url = f"http://127.0.0.1:{port}"
+        until_ready(lambda: urllib.request.urlopen(f"{url}/readyz", timeout=2).status == 200)
+        return measure(f"{url}/execute")
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def until_ready(check: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if check():
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit("FAILED: not ready in 60 s")
+        time.sleep(0.2)
+
+
+def through_service(kube: Kube, image: localnode.ImportedImage, level: str) -> tuple[float, ...]:
+    namespace = f"wayang-bench-exec-{level}-{uuid.uuid4().hex[:4]}"
+    kube.run("create", "namespace", namespace)
+    try:
+        with tenant_of(kube, namespace):
+            plugin = echo_plugin("echo", image, level, "1")
+            kube.apply(plugin, user="publisher-1", namespace=namespace)
+            wait_all(kube, namespace, "AwaitingApproval", 1)
+            approval = {
+                "apiVersion": "wayang.io/v1alpha1",
+                "kind": "PluginApproval",
+                "metadata": {"name": "echo-approve"},
+                "spec": {
+                    "plugin": "echo",
+                    "pluginId": plugin["spec"]["id"],
+                    "version": plugin["spec"]["version"],
+                    "digest": image.digest,
+                    "decision": "Approve",
+                },
+            }
+            kube.apply(approval, user="approver-1", namespace=namespace)
+            wait_all(kube, namespace, "Ready", 1)
+            address = kube.get("service", "wayang-echo", namespace)["spec"]["clusterIP"]
+            url = f"http://{address}/execute"
+            until_ready(lambda: post(url, b'{"inputs": {"text": "x"}}') > 0)
+            result = measure(url)
+            kube.run("delete", "plugins", "--all", "--wait=true", namespace=namespace)
+            return result
+    finally:
+        kube.run("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def main() -> None:
+    if os.geteuid() != 0:
+        raise SystemExit("bench_workloads needs root (the local node)")
+    running_cluster = local.current()
+    cluster = running_cluster or local.up()
+    running_node = localnode.current(cluster.layout)
+    node = running_node or localnode.up(cluster.layout)
+    users = {identity.user: identity.user for identity in local.USERS}
+    kube = Kube(str(cluster.kubectl), cluster.layout.kubeconfig, local.CLUSTER_NAME, users)
+    kube.run("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
+    try:
+        with tempfile.TemporaryDirectory(prefix="wayang-bench-workloads-") as name:
+            folder = Path(name)
+            built = subprocess.run(
+                [sys.executable, str(ROOT / "runtime-images" / "build.py"), "--out",
+                 str(folder / "images")],
+                capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            layout = json.loads(built.stdout)["localhost/wayang/sample-echo:1.0.0"]["layout"]
+            image = node.import_image(Path(layout))
+            env = {
+                "WAYANG_WORKLOADS": "true",
+                "WAYANG_WORKLOAD_READY_GRACE": "600",
+                "WAYANG_WORKLOAD_CHECK_INTERVAL": "2",
+            }
+            operator = Operator(kube, folder / "operator", env=env)
+            with running_operators(kube, operator):
+                print("approval to Ready on the local node (2 cores; 20m CPU, 96Mi per plugin)")
+                for count in SIZES:
+                    runc = approval_to_ready(kube, image, "trusted", count)
+                    gvisor = approval_to_ready(kube, image, "semi-trusted", count)
+                    print(
+                        f"  {count:3} plugin(s): runc {runc:6.1f} s   gVisor {gvisor:6.1f} s   "
+                        f"x{gvisor / runc:.2f}"
+                    )
+                print(
+                    f"echo execute: p50/p99 of {SEQUENTIAL} sequential calls, calls/s from "
+                    f"{CLIENTS} clients for {SECONDS:.0f} s"
+                )
+                base = direct_host(folder)
+                rows = [
+                    ("host process (baseline)", base),
+                    ("runc pod via Service", through_service(kube, image, "trusted")),
+                    ("gVisor pod via Service", through_service(kube, image, "semi-trusted")),
+                ]
+                for label, (p50, p99, rate) in rows:
+                    print(
+                        f"  {label:24} p50 {p50:6.2f} ms (x{p50 / base[0]:.2f})   "
+                        f"p99 {p99:6.2f} ms   {rate:7.0f} calls/s (x{rate / base[2]:.2f})"
+                    )
+    finally:
+        if running_node is None:
+            localnode.stop(cluster.layout)
+        if running_cluster is None:
+            local.down()
+
+
+if __name__ == "__main__":
+    main()

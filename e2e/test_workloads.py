@@ -1,0 +1,430 @@
+"""Approved plugins really run: the operator (with WAYANG_WORKLOADS on) renders their workloads on
+the local node, and every claim is checked from where it matters.
+
+- Isolation from inside the pod, through the product's own execute path: the `introspect`
+  sample reports the kernel it sees (gVisor emulates 4.4.0; runc shares the host's), whether a
+  token is mounted, whether it can connect out, its memory limit, its user, whether its root
+  filesystem is writable.
+- Calls go through the plugin's Service (ClusterIP, programmed by kube-proxy on this host).
+- Failures are real: a crashing image crash-loops under the kubelet's backoff until the breaker
+  quarantines it; an upgrade is watched by a client calling all along; revoking removes the pods.
+
+The images are the runtime images of runtime-images/build.py (sample plugins on the Python host),
+imported into the node's containerd and pinned by digest; two variants are built here: echo
+1.1.0 (another digest, for the upgrade) and an echo whose entrypoint is missing (it crashes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from e2e.conftest import ROOT, Kube
+from e2e.flow import approval, condition, phase_becomes, tenant_of
+from e2e.localcluster import node as localnode
+from e2e.operator_process import Operator
+from e2e.operator_process import running as running_operators
+from wayang_operator.images.oci import build
+
+SAMPLES = ROOT / "runtime-images" / "python" / "samples"
+HOST_RELEASE = os.uname().release
+GATEWAY = "10.88.0.1"
+"""The host on the node's pod bridge: where a pod's egress test connects to."""
+READY_TIMEOUT = 180
+
+
+def _build_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "runtime_build", ROOT / "runtime-images" / "build.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def images(
+    node: localnode.Node, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, localnode.ImportedImage]:
+    """The sample images (runtime-images/build.py) and two variants, imported into the node."""
+    out = tmp_path_factory.mktemp("images")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "runtime-images" / "build.py"), "--out", str(out)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    built: dict[str, dict[str, Any]] = json.loads(result.stdout)
+    imported = {
+        name.rsplit("/", 1)[1].split(":")[0]: node.import_image(Path(info["layout"]))
+        for name, info in built.items()
+        if "/sample-" in name
+    }
+    builder = _build_module()
+    mirrors = (
+        [os.environ["WAYANG_DEBIAN_MIRROR"]]
+        if os.environ.get("WAYANG_DEBIAN_MIRROR")
+        else list(builder.MIRRORS)
+    )
+    rootfs = builder.ensure_rootfs(mirrors, builder.DEFAULT_EPOCH, refresh=False)
+    echo = dict(builder.specs(rootfs))["sample-echo"]
+    variants = {
+        "echo-1.1.0": dataclasses.replace(
+            echo,
+            name="localhost/wayang/sample-echo:1.1.0",
+            labels={**echo.labels, "org.opencontainers.image.version": "1.1.0"},
+        ),
+        "broken": dataclasses.replace(
+            echo,
+            name="localhost/wayang/sample-broken:1.0.0",
+            entrypoint=("python3", "/opt/wayang/missing.py"),
+        ),
+    }
+    for key, spec in variants.items():
+        image = build(spec, out / key)
+        imported[key] = node.import_image(image.layout)
+    return imported
+
+
+@pytest.fixture(scope="module")
+def operator(
+    kube: Kube, node: localnode.Node, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Operator]:
+    running = Operator(
+        kube,
+        tmp_path_factory.mktemp("operator"),
+        env={
+            "WAYANG_WORKLOADS": "true",
+            "WAYANG_WORKLOAD_CHECK_INTERVAL": "1",
+            "WAYANG_WORKLOAD_READY_GRACE": "20",
+        },
+    )
+    with running_operators(kube, running):
+        yield running
+
+
+@pytest.fixture
+def tenant(kube: Kube, namespace: str, operator: Operator) -> Iterator[str]:
+    with tenant_of(kube, namespace) as name:
+        yield name
+        # while the operator runs: it holds a finalizer on every plugin until the final audit
+        kube.run(
+            "delete", "plugins", "--all", "--wait=true", "--timeout=90s",
+            namespace=name, check=False,
+        )  # fmt: skip
+
+
+def sample_plugin(
+    name: str, sample: str, image: localnode.ImportedImage, **spec: Any
+) -> dict[str, Any]:
+    """A Plugin of type container for one of the sample images, pinned by the image's digest."""
+    descriptor: dict[str, Any] = json.loads((SAMPLES / sample / "plugin.json").read_text())
+    descriptor["implementation"] = {
+        "type": "container",
+        "coordinate": image.repository,
+        "digest": image.digest,
+        "entrypoint": descriptor["implementation"]["entrypoint"],
+    }
+    descriptor.update({"enabled": True, **spec})
+    return {
+        "apiVersion": "wayang.io/v1alpha1",
+        "kind": "Plugin",
+        "metadata": {"name": name},
+        "spec": descriptor,
+    }
+
+
+def publish_and_approve(kube: Kube, namespace: str, document: dict[str, Any]) -> dict[str, Any]:
+    name = document["metadata"]["name"]
+    kube.apply(document, user="publisher-1", namespace=namespace)
+    phase_becomes(kube, namespace, name, "AwaitingApproval")
+    assert approval(kube, namespace, name, "approver-1").returncode == 0
+    return phase_becomes(kube, namespace, name, "Ready", timeout=READY_TIMEOUT)
+
+
+def execute(
+    kube: Kube,
+    namespace: str,
+    plugin: str,
+    inputs: dict[str, Any],
+    properties: dict[str, Any] | None = None,
+    *,
+    patience: float = 20,
+) -> dict[str, Any]:
+    """POST /execute to the plugin's Service (retrying only until kube-proxy routes it)."""
+    service = kube.get("service", f"wayang-{plugin}", namespace)
+    body = json.dumps({"inputs": inputs, "properties": properties or {}}).encode()
+    address = f"http://{service['spec']['clusterIP']}/execute"
+    deadline = time.monotonic() + patience
+    while True:
+        request = urllib.request.Request(
+            address, data=body, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=15) as response:
+                answer: dict[str, Any] = json.load(response)
+                return answer
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
+def pods_of(kube: Kube, namespace: str, plugin: str) -> list[dict[str, Any]]:
+    found = kube.run(
+        "get", "pods", "-l", f"wayang.io/plugin={plugin}", "-o", "json", namespace=namespace
+    )
+    return list(json.loads(found.stdout)["items"])
+
+
+def until(what: str, check: Any, timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+
+
+def plugin_index(kube: Kube, namespace: str) -> list[dict[str, Any]]:
+    found = kube.run(
+        "get", "configmap", "wayang-plugin-index", "-o", "json", namespace=namespace, check=False
+    )
+    if found.returncode != 0:
+        return []
+    return list(json.loads(json.loads(found.stdout)["data"]["plugins.json"]))
+
+
+@pytest.fixture
+def listener() -> Iterator[str]:
+    """A TCP server on the host, reachable from pods at the bridge's gateway address."""
+    server = socket.create_server(("0.0.0.0", 0))
+    server.settimeout(0.2)
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = server.accept()
+                connection.close()
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"{GATEWAY}:{server.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    server.close()
+
+
+def test_an_untrusted_plugin_runs_under_gvisor_without_egress_or_token(
+    kube: Kube, tenant: str, images: dict[str, localnode.ImportedImage], listener: str
+) -> None:
+    document = sample_plugin("introspect", "introspect", images["sample-introspect"])
+    status = publish_and_approve(kube, tenant, document)
+    assert status["workload"]["runtimeClass"] == "gvisor"
+    assert condition(status, "WorkloadAvailable")["reason"] == "Available"
+    [pod] = pods_of(kube, tenant, "introspect")
+    spec = pod["spec"]
+    assert spec["runtimeClassName"] == "gvisor"
+    assert spec["automountServiceAccountToken"] is False
+    assert spec["containers"][0]["image"].endswith(f"@{images['sample-introspect'].digest}")
+    report = execute(kube, tenant, "introspect", {"target": listener})["output"]
+    assert report["kernel"] != HOST_RELEASE, "gVisor's own kernel, not the host's"
+    assert report["kernel"] == "4.4.0", report
+    assert report["token"] is False
+    assert report["egress"] not in (None, "ok"), "untrusted: no egress at all"
+    assert report["uid"] == 65532
+    assert report["rootWritable"] is False
+    [entry] = plugin_index(kube, tenant)
+    assert entry["plugin"] == "introspect"
+    assert entry["digest"] == images["sample-introspect"].digest
+    assert entry["endpoint"] == f"http://wayang-introspect.{tenant}.svc:80"
+
+
+def test_a_trusted_plugin_runs_under_runc_within_its_limits(
+    kube: Kube, tenant: str, images: dict[str, localnode.ImportedImage], listener: str
+) -> None:
+    document = sample_plugin(
+        "introspect",
+        "introspect",
+        images["sample-introspect"],
+        sandboxLevel="trusted",
+        capabilities=["network"],
+        resourceProfile={"cpu": "150m", "memory": "112Mi", "timeout": 10000},
+    )
+    status = publish_and_approve(kube, tenant, document)
+    assert "runtimeClass" not in status["workload"], "the node's default runtime: runc"
+    [pod] = pods_of(kube, tenant, "introspect")
+    assert "runtimeClassName" not in pod["spec"]
+    limits = pod["spec"]["containers"][0]["resources"]["limits"]
+    assert limits == {"cpu": "150m", "memory": "112Mi"}
+    report = execute(kube, tenant, "introspect", {"target": listener})["output"]
+    assert report["kernel"] == HOST_RELEASE, "runc shares the host's kernel"
+    assert report["memoryLimit"] == str(112 * 1024 * 1024), "the limit is in force in its cgroup"
+    assert report["egress"] == "ok", "trusted with the network capability: egress allowed"
+    assert report["token"] is False
+    assert report["rootWritable"] is False
+
+
+def test_execute_through_the_service_returns_the_output_or_an_error_payload(
+    kube: Kube, tenant: str, images: dict[str, localnode.ImportedImage]
+) -> None:
+    publish_and_approve(kube, tenant, sample_plugin("echo", "echo", images["sample-echo"]))
+    answer = execute(kube, tenant, "echo", {"text": "hello"}, {"suffix": "!"})
+    assert answer["port"] == "echoed"
+    assert answer["output"]["text"] == "HELLO!"
+    failed = execute(kube, tenant, "echo", {"text": "x" * 1001})
+    assert failed["port"] == "error"
+    assert failed["error"]["type"] == "ValidationError"
+    assert failed["error"]["details"]["field"] == "inputs.text"
+
+
+def test_a_crashing_plugin_is_quarantined_then_tried_again(
+    kube: Kube, tenant: str, images: dict[str, localnode.ImportedImage], operator: Operator
+) -> None:
+    document = sample_plugin(
+        "broken",
+        "echo",
+        images["broken"],
+        sandboxLevel="trusted",
+        errorHandling={
+            "circuitBreaker": {"failureThreshold": 2, "successThreshold": 1, "timeoutMs": 3000},
+            "humanReviewThreshold": "CRITICAL",
+        },
+    )
+    kube.apply(document, user="publisher-1", namespace=tenant)
+    phase_becomes(kube, tenant, "broken", "AwaitingApproval")
+    assert approval(kube, tenant, "broken", "approver-1").returncode == 0
+    status = phase_becomes(kube, tenant, "broken", "Quarantined", timeout=READY_TIMEOUT)
+    error = status["lastError"]
+    assert error["type"] == "PluginLoadError"
+    assert error["details"]["cause"] == "CrashLoopBackOff"
+    assert error["retryable"] is True
+    assert "exit code 2" in error["message"]
+    assert status["workload"]["replicas"] == 0
+    assert status["workload"]["breaker"]["failures"] >= 2
+    deployment = kube.get("deployment", "wayang-broken", tenant)
+    assert deployment["spec"]["replicas"] == 0
+    until("the quarantined pods to go", lambda: not pods_of(kube, tenant, "broken"))
+    # after timeoutMs the breaker half-opens: one pod on trial, which crashes again
+    tripped = until(
+        "a second quarantine after the trial",
+        lambda: (kube.get("plugin", "broken", tenant)["status"]["workload"]["breaker"]
+                 .get("trips", 0) >= 2),
+    )  # fmt: skip
+    assert tripped
+    events = kube.run(
+        "get", "events", "--field-selector", "involvedObject.name=broken", "-o", "json",
+        namespace=tenant,
+    )  # fmt: skip
+    reasons = {event["reason"] for event in json.loads(events.stdout)["items"]}
+    assert "Quarantined" in reasons
+    audited = [e for e in operator.audit() if e.get("pluginId") == document["spec"]["id"]
+               and e["tenantId"] == tenant]  # fmt: skip
+    assert any(
+        e["eventType"] == "PLUGIN_ERROR" and "quarantined" in e["details"]["message"]
+        for e in audited
+    ), audited
+
+
+def test_an_upgrade_keeps_serving_until_the_new_version_is_ready(
+    kube: Kube, tenant: str, images: dict[str, localnode.ImportedImage]
+) -> None:
+    first = sample_plugin("echo", "echo", images["sample-echo"])
+    publish_and_approve(kube, tenant, first)
+    calls: list[str] = []
+    stop = threading.Event()
+
+    def call_all_along() -> None:
+        while not stop.is_set():
+            try:
+                answer = execute(kube, tenant, "echo", {"text": "up"}, patience=0)
+                calls.append("ok" if answer.get("port") == "echoed" else json.dumps(answer))
+            except Exception as failure:
+                calls.append(f"{type(failure).__name__}: {failure}")
+            time.sleep(0.05)
+
+    caller = threading.Thread(target=call_all_along, daemon=True)
+    caller.start()
+    try:
+        upgraded = sample_plugin("echo", "echo", images["echo-1.1.0"], version="1.1.0")
+        kube.apply(upgraded, user="publisher-1", namespace=tenant)
+        waiting = phase_becomes(kube, tenant, "echo", "AwaitingApproval")
+        serving = condition(waiting, "WorkloadAvailable")
+        assert serving["reason"] == "ServingPreviousVersion", serving
+        assert waiting["workload"]["digest"] == images["sample-echo"].digest
+        assert plugin_index(kube, tenant)[0]["version"] == "1.0.0"
+        assert approval(kube, tenant, "echo", "approver-1", suffix="-1-1-0").returncode == 0
+        ready = phase_becomes(kube, tenant, "echo", "Ready", timeout=READY_TIMEOUT)
+        assert ready["workload"]["digest"] == images["echo-1.1.0"].digest
+        until(
+            "the old pod to go",
+            lambda: [p["metadata"]["annotations"]["wayang.io/digest"]
+                     for p in pods_of(kube, tenant, "echo")] == [images["echo-1.1.0"].digest],
+        )  # fmt: skip
+        time.sleep(1)
+    finally:
+        stop.set()
+        caller.join()
+    failures = [call for call in calls if call != "ok"]
+    assert len(calls) > 20, calls
+    assert not failures, f"{len(failures)} of {len(calls)} calls failed: {failures[:5]}"
+    assert plugin_index(kube, tenant)[0]["version"] == "1.1.0"
+
+
+def test_disable_revoke_and_delete_unload_it(
+    kube: Kube, tenant: str, images: dict[str, localnode.ImportedImage], operator: Operator
+) -> None:
+    document = sample_plugin("echo", "echo", images["sample-echo"])
+    publish_and_approve(kube, tenant, document)
+    document["spec"]["enabled"] = False
+    kube.apply(document, user="publisher-1", namespace=tenant)
+    disabled = phase_becomes(kube, tenant, "echo", "Disabled")
+    assert condition(disabled, "WorkloadAvailable")["reason"] == "Disabled"
+    until("the disabled plugin's pods to go", lambda: not pods_of(kube, tenant, "echo"))
+    assert kube.get("deployment", "wayang-echo", tenant)["spec"]["replicas"] == 0
+    until("the index to drop it", lambda: plugin_index(kube, tenant) == [])
+    document["spec"]["enabled"] = True
+    kube.apply(document, user="publisher-1", namespace=tenant)
+    phase_becomes(kube, tenant, "echo", "Ready", timeout=READY_TIMEOUT)
+    assert pods_of(kube, tenant, "echo")
+    assert approval(kube, tenant, "echo", "approver-1", decision="Revoke").returncode == 0
+    revoked = phase_becomes(kube, tenant, "echo", "Revoked")
+    assert condition(revoked, "WorkloadAvailable")["reason"] == "Unloaded"
+    until("the revoked plugin's pods to go", lambda: not pods_of(kube, tenant, "echo"))
+    kube.run("delete", "plugin", "echo", "--wait=true", "--timeout=60s", namespace=tenant)
+    until(
+        "the owned objects to be collected",
+        lambda: kube.run(
+            "get", "deployment,service,networkpolicy,serviceaccount", "-l",
+            "wayang.io/plugin=echo", "-o", "name", namespace=tenant,
+        ).stdout.strip() == "",
+    )  # fmt: skip
+    entries = [
+        e
+        for e in operator.audit()
+        if e.get("tenantId") == tenant and e["eventType"] in ("PLUGIN_LOADED", "PLUGIN_UNLOADED")
+    ]
+    kinds = [e["eventType"] for e in entries]
+    assert kinds == [
+        "PLUGIN_LOADED", "PLUGIN_UNLOADED", "PLUGIN_LOADED", "PLUGIN_UNLOADED", "PLUGIN_UNLOADED",
+    ], [(e["eventType"], e["details"]["message"]) for e in entries]  # fmt: skip
