@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from e2e.conftest import ROOT, Kube
-from e2e.flow import tenant_of
+from e2e.flow import SAMPLES, approval_document, sample_plugin, tenant_of
 from e2e.localcluster import cluster as local
 from e2e.localcluster import node as localnode
 from e2e.operator_process import Operator
@@ -40,29 +40,15 @@ from e2e.operator_process import running as running_operators
 SIZES = (1, 10, 50)
 SEQUENTIAL, CLIENTS, SECONDS = 300, 8, 5.0
 HOST = ROOT / "runtime-images" / "python" / "host.py"
-ECHO = ROOT / "runtime-images" / "python" / "samples" / "echo"
+ECHO = SAMPLES / "echo"
 TIMEOUT = 900
 
 
 def echo_plugin(name: str, image: localnode.ImportedImage, level: str, cpu: str) -> dict[str, Any]:
-    descriptor: dict[str, Any] = json.loads((ECHO / "plugin.json").read_text())
-    descriptor["implementation"] = {
-        "type": "container",
-        "coordinate": image.repository,
-        "digest": image.digest,
-        "entrypoint": descriptor["implementation"]["entrypoint"],
-    }
-    descriptor.update(
-        enabled=True,
-        sandboxLevel=level,
-        resourceProfile={"cpu": cpu, "memory": "96Mi", "timeout": 10000},
+    profile = {"cpu": cpu, "memory": "96Mi", "timeout": 10000}
+    return sample_plugin(
+        name, "echo", image.repository, image.digest, sandboxLevel=level, resourceProfile=profile
     )
-    return {
-        "apiVersion": "wayang.io/v1alpha1",
-        "kind": "Plugin",
-        "metadata": {"name": name},
-        "spec": descriptor,
-    }
 
 
 def listing(items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -82,9 +68,21 @@ def wait_all(kube: Kube, namespace: str, phase: str, count: int) -> None:
         time.sleep(0.5)
 
 
-def approval_to_ready(kube: Kube, image: localnode.ImportedImage, level: str, count: int) -> float:
-    namespace = f"wayang-bench-{level}-{count}-{uuid.uuid4().hex[:4]}"
+def fresh_tenant(kube: Kube, label: str) -> str:
+    namespace = f"wayang-bench-{label}-{uuid.uuid4().hex[:4]}"
     kube.run("create", "namespace", namespace)
+    return namespace
+
+
+def remove(kube: Kube, namespace: str) -> None:
+    """Delete the namespace and wait until it is gone (its pods too), so the next measurement
+    has the node to itself; the operator, still running, lets go of its plugins."""
+    kube.run("delete", "namespace", namespace, "--wait=false", check=False)
+    kube.wait_gone("namespace", namespace, timeout=TIMEOUT)
+
+
+def approval_to_ready(kube: Kube, image: localnode.ImportedImage, level: str, count: int) -> float:
+    namespace = fresh_tenant(kube, f"{level}-{count}")
     try:
         with tenant_of(kube, namespace):
             names = [f"echo-{i}" for i in range(count)]
@@ -92,29 +90,15 @@ def approval_to_ready(kube: Kube, image: localnode.ImportedImage, level: str, co
             kube.apply(listing(plugins), user="publisher-1", namespace=namespace)
             wait_all(kube, namespace, "AwaitingApproval", count)
             approvals = [
-                {
-                    "apiVersion": "wayang.io/v1alpha1",
-                    "kind": "PluginApproval",
-                    "metadata": {"name": f"{name}-approve"},
-                    "spec": {
-                        "plugin": name,
-                        "pluginId": plugin["spec"]["id"],
-                        "version": plugin["spec"]["version"],
-                        "digest": image.digest,
-                        "decision": "Approve",
-                    },
-                }
+                approval_document(name, plugin["spec"], f"{name}-approve")
                 for name, plugin in zip(names, plugins, strict=True)
             ]
             started = time.monotonic()
             kube.apply(listing(approvals), user="approver-1", namespace=namespace)
             wait_all(kube, namespace, "Ready", count)
-            took = time.monotonic() - started
-            kube.run("delete", "plugins", "--all", "--wait=true", "--timeout=300s",
-                     namespace=namespace)  # fmt: skip
-            return took
+            return time.monotonic() - started
     finally:
-        kube.run("delete", "namespace", namespace, "--wait=false", check=False)
+        remove(kube, namespace)
 
 
 def post(url: str, body: bytes) -> float:
@@ -195,35 +179,21 @@ def until_ready(check: Callable[[], bool]) -> None:
 
 
 def through_service(kube: Kube, image: localnode.ImportedImage, level: str) -> tuple[float, ...]:
-    namespace = f"wayang-bench-exec-{level}-{uuid.uuid4().hex[:4]}"
-    kube.run("create", "namespace", namespace)
+    namespace = fresh_tenant(kube, f"exec-{level}")
     try:
         with tenant_of(kube, namespace):
             plugin = echo_plugin("echo", image, level, "1")
             kube.apply(plugin, user="publisher-1", namespace=namespace)
             wait_all(kube, namespace, "AwaitingApproval", 1)
-            approval = {
-                "apiVersion": "wayang.io/v1alpha1",
-                "kind": "PluginApproval",
-                "metadata": {"name": "echo-approve"},
-                "spec": {
-                    "plugin": "echo",
-                    "pluginId": plugin["spec"]["id"],
-                    "version": plugin["spec"]["version"],
-                    "digest": image.digest,
-                    "decision": "Approve",
-                },
-            }
+            approval = approval_document("echo", plugin["spec"], "echo-approve")
             kube.apply(approval, user="approver-1", namespace=namespace)
             wait_all(kube, namespace, "Ready", 1)
             address = kube.get("service", "wayang-echo", namespace)["spec"]["clusterIP"]
             url = f"http://{address}/execute"
             until_ready(lambda: post(url, b'{"inputs": {"text": "x"}}') > 0)
-            result = measure(url)
-            kube.run("delete", "plugins", "--all", "--wait=true", namespace=namespace)
-            return result
+            return measure(url)
     finally:
-        kube.run("delete", "namespace", namespace, "--wait=false", check=False)
+        remove(kube, namespace)
 
 
 def main() -> None:
@@ -259,7 +229,8 @@ def main() -> None:
                     gvisor = approval_to_ready(kube, image, "semi-trusted", count)
                     print(
                         f"  {count:3} plugin(s): runc {runc:6.1f} s   gVisor {gvisor:6.1f} s   "
-                        f"x{gvisor / runc:.2f}"
+                        f"x{gvisor / runc:.2f}",
+                        flush=True,
                     )
                 print(
                     f"echo execute: p50/p99 of {SEQUENTIAL} sequential calls, calls/s from "

@@ -16,6 +16,7 @@ import yaml
 from e2e.conftest import ROOT, Kube
 
 EXAMPLE = ROOT / "examples" / "plugins" / "pii-redactor-wasm.yaml"
+SAMPLES = ROOT / "runtime-images" / "python" / "samples"
 
 
 @contextlib.contextmanager
@@ -59,6 +60,45 @@ def plugin(name: str = "pii-redactor", **spec: Any) -> dict[str, Any]:
     return document
 
 
+def sample_plugin(
+    name: str, sample: str, repository: str, digest: str, **spec: Any
+) -> dict[str, Any]:
+    """A Plugin of type container for one of the runtime's sample images, pinned by digest."""
+    descriptor: dict[str, Any] = json.loads((SAMPLES / sample / "plugin.json").read_text())
+    descriptor["implementation"] = {
+        "type": "container",
+        "coordinate": repository,
+        "digest": digest,
+        "entrypoint": descriptor["implementation"]["entrypoint"],
+    }
+    descriptor.update({"enabled": True, **spec})
+    return {
+        "apiVersion": "wayang.io/v1alpha1",
+        "kind": "Plugin",
+        "metadata": {"name": name},
+        "spec": descriptor,
+    }
+
+
+def approval_document(
+    plugin_name: str, spec: dict[str, Any], name: str, decision: str = "Approve", **override: Any
+) -> dict[str, Any]:
+    """A PluginApproval for the plugin whose spec is given: its exact id, version and digest."""
+    return {
+        "apiVersion": "wayang.io/v1alpha1",
+        "kind": "PluginApproval",
+        "metadata": {"name": name},
+        "spec": {
+            "plugin": plugin_name,
+            "pluginId": spec["id"],
+            "version": spec["version"],
+            "digest": spec["implementation"]["digest"],
+            "decision": decision,
+            **override,
+        },
+    }
+
+
 def approval(
     kube: Kube,
     namespace: str,
@@ -69,21 +109,8 @@ def approval(
     **override: Any,
 ) -> subprocess.CompletedProcess[str]:
     current = kube.get("plugin", plugin_name, namespace)["spec"]
-    spec = {
-        "plugin": plugin_name,
-        "pluginId": current["id"],
-        "version": current["version"],
-        "digest": current["implementation"]["digest"],
-        "decision": decision,
-        **override,
-    }
     name = f"{plugin_name}-{user}-{decision.lower()}{suffix}"
-    document = {
-        "apiVersion": "wayang.io/v1alpha1",
-        "kind": "PluginApproval",
-        "metadata": {"name": name},
-        "spec": spec,
-    }
+    document = approval_document(plugin_name, current, name, decision, **override)
     return kube.apply(document, user=user, namespace=namespace, check=False)
 
 

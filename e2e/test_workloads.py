@@ -34,6 +34,7 @@ from typing import Any
 
 import pytest
 
+from e2e import flow
 from e2e.conftest import ROOT, Kube
 from e2e.flow import approval, condition, phase_becomes, tenant_of
 from e2e.localcluster import node as localnode
@@ -41,7 +42,6 @@ from e2e.operator_process import Operator
 from e2e.operator_process import running as running_operators
 from wayang_operator.images.oci import build
 
-SAMPLES = ROOT / "runtime-images" / "python" / "samples"
 HOST_RELEASE = os.uname().release
 GATEWAY = "10.88.0.1"
 """The host on the node's pod bridge: where a pod's egress test connects to."""
@@ -133,21 +133,7 @@ def tenant(kube: Kube, namespace: str, operator: Operator) -> Iterator[str]:
 def sample_plugin(
     name: str, sample: str, image: localnode.ImportedImage, **spec: Any
 ) -> dict[str, Any]:
-    """A Plugin of type container for one of the sample images, pinned by the image's digest."""
-    descriptor: dict[str, Any] = json.loads((SAMPLES / sample / "plugin.json").read_text())
-    descriptor["implementation"] = {
-        "type": "container",
-        "coordinate": image.repository,
-        "digest": image.digest,
-        "entrypoint": descriptor["implementation"]["entrypoint"],
-    }
-    descriptor.update({"enabled": True, **spec})
-    return {
-        "apiVersion": "wayang.io/v1alpha1",
-        "kind": "Plugin",
-        "metadata": {"name": name},
-        "spec": descriptor,
-    }
+    return flow.sample_plugin(name, sample, image.repository, image.digest, **spec)
 
 
 def publish_and_approve(kube: Kube, namespace: str, document: dict[str, Any]) -> dict[str, Any]:
@@ -428,3 +414,21 @@ def test_disable_revoke_and_delete_unload_it(
     assert kinds == [
         "PLUGIN_LOADED", "PLUGIN_UNLOADED", "PLUGIN_LOADED", "PLUGIN_UNLOADED", "PLUGIN_UNLOADED",
     ], [(e["eventType"], e["details"]["message"]) for e in entries]  # fmt: skip
+
+
+def test_deleting_the_namespace_releases_its_plugins(
+    kube: Kube, namespace: str, operator: Operator, images: dict[str, localnode.ImportedImage]
+) -> None:
+    """The finalizer's last step cannot write the plugin index in a namespace being deleted;
+    the plugin must be let go all the same, or the namespace would never go."""
+    with tenant_of(kube, namespace):
+        kube.apply(sample_plugin("echo", "echo", images["sample-echo"]), user="publisher-1",
+                   namespace=namespace)  # fmt: skip
+        phase_becomes(kube, namespace, "echo", "AwaitingApproval")
+        held = until(
+            "the finalizer", lambda: kube.get("plugin", "echo", namespace)["metadata"].get(
+                "finalizers")
+        )  # fmt: skip
+        assert held == ["wayang.io/unload"]
+        kube.run("delete", "namespace", namespace, "--wait=false")
+        kube.wait_gone("namespace", namespace, timeout=120)

@@ -142,28 +142,35 @@ _published: dict[str, tuple[str, str]] = {}
 
 
 async def publish_index(api: KubeApi, namespace: str, active: list[Active]) -> None:
-    """Write the namespace's plugin index if it changed (compare-and-swap, retried on a race)."""
+    """Write the namespace's plugin index if it changed: compare-and-swap against the version
+    this process last wrote (no read), reading again only after a conflict."""
     body = plugin_index(namespace, active)
     data: dict[str, str] = body["data"]
     document = data["plugins.json"]
-    if _published.get(namespace, ("", ""))[0] == document:
+    cached = _published.get(namespace)
+    if cached is not None and cached[0] == document:
         return
     labels = body["metadata"]["labels"]
-    for _ in range(5):
-        found = await api.read_config_map(namespace, INDEX_NAME)
-        if found is not None and found[0].get("plugins.json") == document:
-            _published[namespace] = (document, found[1])
-            return
-        version = await api.write_config_map(
-            namespace, INDEX_NAME, data, labels=labels, resource_version=found[1] if found else None
-        )
-        if version is not None:
-            _published[namespace] = (document, version)
-            logger.info(
-                "plugin index %s/%s: %d plugin(s)",
-                namespace,
-                INDEX_NAME,
-                len(json.loads(document)),
+    version = cached[1] if cached else None
+    fresh = cached is None
+    try:
+        for _ in range(5):
+            if fresh:
+                found = await api.read_config_map(namespace, INDEX_NAME)
+                if found is not None and found[0].get("plugins.json") == document:
+                    _published[namespace] = (document, found[1])
+                    return
+                version = found[1] if found else None
+            written = await api.write_config_map(
+                namespace, INDEX_NAME, data, labels=labels, resource_version=version
             )
-            return
+            if written is not None:
+                _published[namespace] = (document, written)
+                count = len(json.loads(document))
+                logger.info("plugin index %s/%s: %d plugin(s)", namespace, INDEX_NAME, count)
+                return
+            fresh = True  # changed meanwhile (or someone else wrote it): read it again
+    except Exception:
+        _published.pop(namespace, None)  # e.g. deleted by hand: start from a read next time
+        raise
     raise RuntimeError(f"the plugin index {namespace}/{INDEX_NAME} kept changing under us")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import random
 from collections.abc import Mapping
 from typing import Any
 
@@ -141,7 +142,38 @@ async def _reconcile(indexes: Indexes, namespace: str, name: str) -> None:
         )
     except Exception:  # one plugin's failure must never stop the others
         metrics.ERRORS.labels("reconcile").inc()
-        logger.exception("reconciling %s/%s failed; its next event retries it", namespace, name)
+        delay = _retries.get((namespace, name), RETRY_FIRST)
+        logger.exception(
+            "reconciling %s/%s failed; retrying in %.0f s or at its next event",
+            namespace,
+            name,
+            delay,
+        )
+        _retry_later(indexes, namespace, name, delay)
+    else:
+        _retries.pop((namespace, name), None)
+
+
+RETRY_FIRST, RETRY_MAX = 5.0, 300.0
+_retries: dict[tuple[str, str], float] = {}
+"""The next retry delay of each plugin whose last reconcile failed (doubling, capped)."""
+_scheduled: dict[tuple[str, str], asyncio.Task[None]] = {}
+
+
+def _retry_later(indexes: Indexes, namespace: str, name: str, delay: float) -> None:
+    """Reconcile again after `delay` (with jitter), once per plugin: a failure that no event
+    follows (an API error while the namespace is deleted, say) must not leave it undecided."""
+    key = (namespace, name)
+    _retries[key] = min(RETRY_MAX, delay * 2)
+    if key in _scheduled:
+        return
+
+    async def later() -> None:
+        await asyncio.sleep(delay * random.uniform(0.8, 1.2))  # noqa: S311 - jitter
+        _scheduled.pop(key, None)
+        await _reconcile(indexes, namespace, name)
+
+    _scheduled[key] = asyncio.create_task(later())
 
 
 async def reconcile_many(indexes: Indexes, keys: list[tuple[str, str]]) -> None:

@@ -374,7 +374,15 @@ async def _finalized(
         "deleted: the plugin and its workload are removed",
         OPERATOR,
     )
-    await _publish(api, indexes, snapshot.namespace, without=snapshot.name)
+    try:
+        await _publish(api, indexes, snapshot.namespace, without=snapshot.name)
+    except Exception:  # e.g. the namespace is being deleted: the index goes with it
+        logger.warning(
+            "plugin %s/%s: the plugin index was not updated; letting the plugin go",
+            snapshot.namespace,
+            snapshot.name,
+            exc_info=True,
+        )
     rest = [f for f in snapshot.finalizers if f != FINALIZER]
     await api.set_finalizers(
         "plugins", snapshot.namespace, snapshot.name, rest, snapshot.resource_version
