@@ -16,6 +16,7 @@ cluster and node are started when they are not running, and stopped again at the
 
 from __future__ import annotations
 
+import argparse
 import concurrent.futures
 import json
 import os
@@ -112,8 +113,8 @@ def post(url: str, body: bytes) -> float:
     return took
 
 
-def measure(url: str) -> tuple[float, float, float]:
-    """(p50 ms, p99 ms, calls/s) for the echo plugin at `url`."""
+def measure(url: str) -> Measured:
+    """(p50 ms, p99 ms, calls/s, failed calls) for the echo plugin at `url`."""
     body = json.dumps({"inputs": {"text": "bench"}}).encode()
     for _ in range(20):
         post(url, body)  # warm workers and connections
@@ -122,19 +123,25 @@ def measure(url: str) -> tuple[float, float, float]:
     p99 = times[int(len(times) * 0.99) - 1] * 1000
     deadline = time.monotonic() + SECONDS
 
-    def client() -> int:
-        calls = 0
+    def client() -> tuple[int, int]:
+        calls = failed = 0
         while time.monotonic() < deadline:
-            post(url, body)
-            calls += 1
-        return calls
+            try:
+                post(url, body)
+                calls += 1
+            except OSError:
+                failed += 1
+        return calls, failed
 
     with concurrent.futures.ThreadPoolExecutor(CLIENTS) as pool:
-        total = sum(pool.map(lambda _: client(), range(CLIENTS)))
-    return p50, p99, total / SECONDS
+        results = list(pool.map(lambda _: client(), range(CLIENTS)))
+    return p50, p99, sum(c for c, _ in results) / SECONDS, sum(f for _, f in results)
 
 
-def direct_host(folder: Path) -> tuple[float, float, float]:
+Measured = tuple[float, float, float, int]
+
+
+def direct_host(folder: Path) -> Measured:
     """The baseline: host.py as a plain process on this machine, the echo sample loaded."""
     descriptor = folder / "echo.json"
     descriptor.write_text((ECHO / "plugin.json").read_text())
@@ -178,7 +185,7 @@ def until_ready(check: Callable[[], bool]) -> None:
         time.sleep(0.2)
 
 
-def through_service(kube: Kube, image: localnode.ImportedImage, level: str) -> tuple[float, ...]:
+def through_service(kube: Kube, image: localnode.ImportedImage, level: str) -> Measured:
     namespace = fresh_tenant(kube, f"exec-{level}")
     try:
         with tenant_of(kube, namespace):
@@ -196,7 +203,33 @@ def through_service(kube: Kube, image: localnode.ImportedImage, level: str) -> t
         remove(kube, namespace)
 
 
+def execute_latency(kube: Kube, image: localnode.ImportedImage, folder: Path) -> None:
+    print(
+        f"echo execute: p50/p99 of {SEQUENTIAL} sequential calls, calls/s from {CLIENTS} "
+        f"clients for {SECONDS:.0f} s",
+        flush=True,
+    )
+    base = direct_host(folder)
+    rows: list[tuple[str, Callable[[], Measured]]] = [
+        ("host process (baseline)", lambda: base),
+        ("runc pod via Service", lambda: through_service(kube, image, "trusted")),
+        ("gVisor pod via Service", lambda: through_service(kube, image, "semi-trusted")),
+    ]
+    for label, run in rows:
+        p50, p99, rate, failed = run()
+        print(
+            f"  {label:24} p50 {p50:6.2f} ms (x{p50 / base[0]:.2f})   p99 {p99:6.2f} ms   "
+            f"{rate:7.0f} calls/s (x{rate / base[2]:.2f}), {failed} failed",
+            flush=True,
+        )
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument(
+        "--part", choices=("all", "ready", "execute"), default="all", help="what to measure"
+    )
+    part = parser.parse_args().part
     if os.geteuid() != 0:
         raise SystemExit("bench_workloads needs root (the local node)")
     running_cluster = local.current()
@@ -223,30 +256,21 @@ def main() -> None:
             }
             operator = Operator(kube, folder / "operator", env=env)
             with running_operators(kube, operator):
-                print("approval to Ready on the local node (2 cores; 20m CPU, 96Mi per plugin)")
-                for count in SIZES:
-                    runc = approval_to_ready(kube, image, "trusted", count)
-                    gvisor = approval_to_ready(kube, image, "semi-trusted", count)
+                if part in ("all", "ready"):
                     print(
-                        f"  {count:3} plugin(s): runc {runc:6.1f} s   gVisor {gvisor:6.1f} s   "
-                        f"x{gvisor / runc:.2f}",
+                        "approval to Ready on the local node (2 cores; 20m CPU, 96Mi per plugin)",
                         flush=True,
                     )
-                print(
-                    f"echo execute: p50/p99 of {SEQUENTIAL} sequential calls, calls/s from "
-                    f"{CLIENTS} clients for {SECONDS:.0f} s"
-                )
-                base = direct_host(folder)
-                rows = [
-                    ("host process (baseline)", base),
-                    ("runc pod via Service", through_service(kube, image, "trusted")),
-                    ("gVisor pod via Service", through_service(kube, image, "semi-trusted")),
-                ]
-                for label, (p50, p99, rate) in rows:
-                    print(
-                        f"  {label:24} p50 {p50:6.2f} ms (x{p50 / base[0]:.2f})   "
-                        f"p99 {p99:6.2f} ms   {rate:7.0f} calls/s (x{rate / base[2]:.2f})"
-                    )
+                    for count in SIZES:
+                        runc = approval_to_ready(kube, image, "trusted", count)
+                        gvisor = approval_to_ready(kube, image, "semi-trusted", count)
+                        print(
+                            f"  {count:3} plugin(s): runc {runc:6.1f} s   gVisor {gvisor:6.1f} s"
+                            f"   x{gvisor / runc:.2f}",
+                            flush=True,
+                        )
+                if part in ("all", "execute"):
+                    execute_latency(kube, image, folder)
     finally:
         if running_node is None:
             localnode.stop(cluster.layout)
