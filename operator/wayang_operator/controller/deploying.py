@@ -8,14 +8,12 @@ plugin costs no write, and a Deployment edited or deleted by hand is put back by
 
 from __future__ import annotations
 
-import datetime
 import json
 import logging
 from dataclasses import dataclass
 
 from ..api.descriptor import PluginDescriptor
-from ..api.resources import Decision
-from ..core.approval import ApprovalRecord
+from ..core.approval import ApprovalRecord, newest_approval
 from ..core.availability import RENDERED_ANNOTATION, DeploymentRecord, PodRecord
 from ..core.breaker import Breaker
 from ..core.policy import NamedPolicy
@@ -28,7 +26,7 @@ from ..core.workload import (
     endpoint,
     plugin_index,
     render,
-    runtime_class,
+    runnable,
 )
 from ..kube import KubeApi
 
@@ -55,18 +53,6 @@ def mark_damaged(namespace: str, plugin: str) -> None:
     _damaged.add((namespace, plugin))
 
 
-def approved_since(approvals: list[ApprovalRecord], digest: str) -> datetime.datetime | None:
-    """When the newest approval of this digest was made (it may release a quarantine)."""
-    times = [
-        record.created
-        for record in approvals
-        if record.created is not None
-        and record.spec.decision is Decision.APPROVE
-        and record.spec.digest == digest
-    ]
-    return max(times, default=None)
-
-
 def gather(
     owner: Owner,
     spec: PluginDescriptor,
@@ -81,8 +67,7 @@ def gather(
     render_error: str | None = None
     handler = ""
     try:
-        render(owner, spec, policies)
-        handler = runtime_class(spec, policies)
+        handler = runnable(spec, policies)
     except NotRunnable as error:
         render_error = str(error)
     return WorkloadFacts(
@@ -92,7 +77,7 @@ def gather(
         render_error=render_error,
         runtime_class=handler,
         endpoint=endpoint(owner.name, owner.namespace),
-        approved_since=approved_since(approvals, spec.implementation.digest),
+        approved_since=newest_approval(approvals, spec.implementation.digest),
         check_interval=options.check_interval,
         grace=options.grace,
     )

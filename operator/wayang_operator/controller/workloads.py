@@ -17,12 +17,12 @@ import kopf
 
 from ..api.resources import PluginPhase
 from ..core.availability import PLUGIN_LABEL, DeploymentRecord, PodRecord
+from ..core.workload import MANAGED
 from .deploying import mark_damaged
 from .handlers import DEPLOYMENT_INDEX, POD_INDEX, indexes_from, reconcile_many
 from .reconcile import Indexes
 from .runtime import RUNTIME
 
-MANAGED = {"app.kubernetes.io/managed-by": "wayang-operator"}
 UNSTEADY = frozenset({PluginPhase.DEPLOYING, PluginPhase.DEGRADED, PluginPhase.QUARANTINED})
 
 

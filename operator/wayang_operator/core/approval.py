@@ -59,6 +59,19 @@ class ApprovalRecord:
     """metadata.creationTimestamp: a newer approval releases a quarantine that needs review."""
 
 
+def newest_approval(records: list[ApprovalRecord], digest: str) -> datetime.datetime | None:
+    """When the newest approval of this digest was made: an approval after a quarantine that
+    needs review releases it (breaker.step)."""
+    times = [
+        record.created
+        for record in records
+        if record.created is not None
+        and record.spec.decision is Decision.APPROVE
+        and record.spec.digest == digest
+    ]
+    return max(times, default=None)
+
+
 @dataclass(frozen=True)
 class Artifact:
     """The exact thing being approved."""

@@ -96,10 +96,22 @@ def image_of(spec: PluginDescriptor) -> str:
     return pinned_reference(spec.implementation.coordinate, spec.implementation.digest)
 
 
+MANAGED = {"app.kubernetes.io/managed-by": "wayang-operator"}
+"""On every object the operator makes; its watches select by it."""
+
+
+def runnable(spec: PluginDescriptor, policies: list[NamedPolicy]) -> str:
+    """The RuntimeClass the plugin would run with, or NotRunnable with why it cannot run: the
+    checks of `render` without rendering (the gate needs them on every evaluation)."""
+    image_of(spec)
+    _secrets(spec, policies)
+    return runtime_class(spec, policies)
+
+
 def _labels(owner: Owner, spec: PluginDescriptor) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": owner.name[:63],
-        "app.kubernetes.io/managed-by": "wayang-operator",
+        **MANAGED,
         "app.kubernetes.io/part-of": "wayang-plugins",
         PLUGIN_LABEL: owner.name[:63],
         "wayang.io/sandbox": spec.sandbox_level.value,
@@ -341,7 +353,7 @@ def plugin_index(namespace: str, active: list[Active]) -> dict[str, Any]:
         "metadata": {
             "name": INDEX_NAME,
             "namespace": namespace,
-            "labels": {"app.kubernetes.io/managed-by": "wayang-operator"},
+            "labels": dict(MANAGED),
         },
         "data": {"plugins.json": json.dumps(entries, sort_keys=True, indent=2)},
     }

@@ -3,6 +3,8 @@ duplicate approvals, reject and revoke, M-of-N, CEL auto-approval."""
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import json
 
 import pytest
@@ -20,6 +22,7 @@ from wayang_operator.core.approval import (
     Artifact,
     Requester,
     decide,
+    newest_approval,
 )
 from wayang_operator.core.policy import NamedPolicy
 
@@ -195,3 +198,21 @@ def test_cel_auto_approval_sees_plugin_and_scan() -> None:
     assert outcome.auto_approved_by == "p/clean"
     assert run([], [auto], ScanSummary(critical_count=2)).state is ApprovalState.AWAITING
     assert run([], [auto], None).state is ApprovalState.AWAITING
+
+
+def test_the_newest_approval_of_the_digest_is_what_releases_a_quarantine() -> None:
+    def made(name: str, hour: int, decision: str = "Approve", **changes: str) -> ApprovalRecord:
+        created = datetime.datetime(2026, 11, 22, hour, tzinfo=datetime.UTC)
+        return dataclasses.replace(record(name, "approver-1", decision, **changes), created=created)
+
+    digest = SPEC.implementation.digest
+    assert newest_approval([], digest) is None
+    records = [
+        made("old", 9),
+        made("new", 11),
+        made("revoke", 12, "Revoke"),
+        made("other-digest", 13, digest="sha256:" + "c" * 64),
+    ]
+    newest = newest_approval(records, digest)
+    assert newest is not None
+    assert newest.hour == 11, "only approvals, and only of this digest"
