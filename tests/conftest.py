@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from e2e import localpg
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[localpg.Server]:
+def postgres() -> Iterator[localpg.Server]:
     """One throwaway PostgreSQL server per session (see e2e/localpg.py).
 
-    As root the server runs as an unprivileged user, which must traverse pytest's temp dirs; pytest
-    makes them 0700, so the folder and its pytest-owned parents are opened to 0755.
+    As root the server runs as an unprivileged user, which must traverse its folder's parents. Not
+    under pytest's temp root: pytest makes /tmp/pytest-of-<user> 0700 again whenever another
+    session starts, and the server (and pg_ctl stop) would then lose its own data folder.
     """
-    folder = tmp_path_factory.mktemp("postgres")
+    folder = Path(tempfile.mkdtemp(prefix="wayang-postgres-"))
     if os.geteuid() == 0:
-        base = tmp_path_factory.getbasetemp()
-        for path in (folder, base, base.parent):
-            if path.stat().st_uid == 0 and path.name.startswith(("postgres", "pytest-")):
-                path.chmod(0o755)
-    with localpg.running(folder) as server:
-        yield server
+        folder.chmod(0o755)
+    try:
+        with localpg.running(folder) as server:
+            yield server
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

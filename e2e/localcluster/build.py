@@ -56,6 +56,7 @@ from wayang_operator.images.cache import cache_root, locked
 KUBERNETES_VERSION = "v1.35.4"
 ETCD_VERSION = "v3.6.16"
 TRIVY_VERSION = "v0.67.2"
+HELM_VERSION = "v4.3.1"
 GVISOR_VERSION = "v0.0.0-20260413194555-9680d69bf798"
 """A commit of gVisor's `go` branch (the generated, `go build`-able tree; master needs Bazel).
 
@@ -187,6 +188,16 @@ def _unused_published_version(module: str) -> str:
     raise BuildError(f"{module}: this release's go.mod is not expected to replace it locally")
 
 
+HELM = Release(
+    name="helm",
+    version=HELM_VERSION,
+    root_module="helm.sh/helm/v4",
+    extra_modules=(),
+    tags="",  # upstream's Makefile: CGO_ENABLED=0 go build with the version ldflags below
+    published_version=_unused_published_version,  # helm's go.mod replaces nothing
+)
+
+
 GVISOR_SHIM_OOM = Patch(
     module="gvisor.dev/gvisor",
     path="pkg/shim/v1/service.go",
@@ -257,6 +268,8 @@ COMPONENTS: dict[str, Component] = {
         Component("kubectl", KUBERNETES, "k8s.io/kubernetes/cmd/kubectl"),
         # The scanner the operator runs (and the tests run for real); see README "Scanning".
         Component("trivy", TRIVY, "github.com/aquasecurity/trivy/cmd/trivy"),
+        # The chart's tests run `helm lint`, `helm template` and `helm install` (charts/).
+        Component("helm", HELM, "helm.sh/helm/v4/cmd/helm"),
     )
 }
 CONTROL_PLANE: tuple[str, ...] = (
@@ -351,6 +364,8 @@ def _overrides_key(release: Release) -> dict[str, Any]:
 def _version_ldflags(release: Release, build_date: str | None) -> list[str]:
     if release is TRIVY:
         return ["-X", f"github.com/aquasecurity/trivy/pkg/version/app.ver={release.version[1:]}"]
+    if release is HELM:  # `helm version`, as upstream's Makefile sets it
+        return ["-X", f"helm.sh/helm/v4/internal/version.version={release.version}"]
     if release is GVISOR:  # `runsc --version`; the shim has no version variable
         return ["-X", f"gvisor.dev/gvisor/runsc/version.version={release.version}"]
     if release is KUBE_ROUTER:  # as upstream's Makefile (`git describe --tags` on the tag)

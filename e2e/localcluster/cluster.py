@@ -200,6 +200,22 @@ def _wait(name: str, pid: int, layout: Layout, check: Callable[[], bool], timeou
     raise RuntimeError(f"{name} not ready after {timeout:.0f}s; see {layout.log_file(name)}")
 
 
+def host_address() -> str | None:
+    """The address of the interface with the default route, or None on a machine without one.
+
+    The API server advertises it (the `kubernetes` Service's endpoint), so pods reach the control
+    plane through kube-proxy: a loopback endpoint would be each pod's own loopback. The node
+    (node.py) registers under it too.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("203.0.113.1", 9))  # a UDP connect picks a route; nothing is sent
+            address: str = probe.getsockname()[0]
+        except OSError:
+            return None
+    return None if address.startswith("127.") else address
+
+
 def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2, context=context) as response:
@@ -302,6 +318,10 @@ def up(layout: Layout | None = None) -> Cluster:
     layout.etcd_data.chmod(0o700)
 
     authority = Authority(layout.pki)
+    # Pods reach the API server at the `kubernetes` Service, whose endpoint is the advertised
+    # address: the host's own, with the server listening on every address (loopback for the
+    # kubeconfig, the host's for pods). Without one, only the host can reach it.
+    advertise = host_address() or "127.0.0.1"
     serving = authority.serving(
         "apiserver",
         [
@@ -311,7 +331,7 @@ def up(layout: Layout | None = None) -> Cluster:
             "kubernetes.default.svc",
             "kubernetes.default.svc.cluster.local",
         ],
-        ["127.0.0.1", "10.0.0.1"],
+        sorted({"127.0.0.1", "10.0.0.1", advertise}),
     )
     sa = service_account_keys(layout.pki)
     admin = authority.client(ADMIN)
@@ -346,8 +366,8 @@ def up(layout: Layout | None = None) -> Cluster:
         [
             str(binaries["kube-apiserver"]),
             f"--etcd-servers={etcd_url}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
+            "--bind-address=127.0.0.1" if advertise == "127.0.0.1" else "--bind-address=0.0.0.0",
+            f"--advertise-address={advertise}",
             f"--secure-port={ports['apiserver']}",
             f"--cert-dir={pki}",
             f"--tls-cert-file={serving.cert}",

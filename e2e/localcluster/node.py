@@ -75,6 +75,7 @@ from .cluster import (
     _wait,
     default_layout,
     free_port,
+    host_address,
     kubeconfig_document,
 )
 from .cluster import current as current_cluster
@@ -578,17 +579,10 @@ def _restrict_oom_score_adj() -> bool:
 
 
 def _node_ip() -> str:
-    """The address of the interface with the default route: what the API server dials.
-
-    The kubelet refuses a loopback node IP, so a machine with no other address cannot be a node.
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.connect(("203.0.113.1", 9))  # a UDP connect picks a route; nothing is sent
-            address: str = probe.getsockname()[0]
-        except OSError as error:
-            raise RuntimeError(f"no route to pick the node's address from: {error}") from error
-    if address.startswith("127."):
+    """The address the API server dials the kubelet at; the kubelet refuses a loopback one, so a
+    machine with no other address cannot be a node."""
+    address = host_address()
+    if address is None:
         raise RuntimeError("the node needs a non-loopback IPv4 address (the kubelet refuses one)")
     return address
 
