@@ -21,14 +21,11 @@ import importlib.util
 import json
 import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -40,6 +37,7 @@ from e2e.flow import approval, condition, phase_becomes, tenant_of
 from e2e.localcluster import node as localnode
 from e2e.operator_process import Operator
 from e2e.operator_process import running as running_operators
+from e2e.runtimeimages import sample_images
 from wayang_operator.images.oci import build
 
 HOST_RELEASE = os.uname().release
@@ -65,17 +63,7 @@ def images(
 ) -> dict[str, localnode.ImportedImage]:
     """The sample images (runtime-images/build.py) and two variants, imported into the node."""
     out = tmp_path_factory.mktemp("images")
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "runtime-images" / "build.py"), "--out", str(out)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    built: dict[str, dict[str, Any]] = json.loads(result.stdout)
-    imported = {
-        name.rsplit("/", 1)[1].split(":")[0]: node.import_image(Path(info["layout"]))
-        for name, info in built.items()
-        if "/sample-" in name
-    }
+    imported = {f"sample-{name}": image for name, image in sample_images(node, out).items()}
     builder = _build_module()
     mirrors = (
         [os.environ["WAYANG_DEBIAN_MIRROR"]]

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""Build the Python runtime image and one image per sample plugin as OCI archives, with no Docker.
+"""Build the Python runtime image, one image per sample plugin and the operator's own image as OCI
+archives, with no Docker.
 
     .venv/bin/python runtime-images/build.py --out .images      (or: make images)
+    .venv/bin/python runtime-images/build.py --out .images --only wayang-operator
 
 Every image has three parts, as layers:
   1. a Debian bookworm root filesystem made by `mmdebstrap` (variant essential, plus
@@ -11,6 +13,12 @@ Every image has three parts, as layers:
   2. the runtime host: /opt/wayang/host.py and the ErrorPayload schema;
   3. (sample images only) the plugin: its module(s) in /opt/wayang/plugin and its descriptor,
      with implementation.digest set to the digest of the module code, in /etc/wayang/plugin.json.
+
+The operator's image (`localhost/wayang/wayang-operator:<pyproject version>`) has four layers:
+a root filesystem made the same way with python3, ca-certificates and libstdc++6; the pinned trivy
+of e2e/localcluster/build.py; the wheels of [project.dependencies] as pip resolves them for
+bookworm's cp311 (the resolution cached as a lock, the layer under the lock's key); and the
+operator, from `pip wheel` of this tree (the only layer a code change rebuilds).
 
 The images are written by the project's builder (wayang_operator.images.oci) as OCI layout
 directories and tars (`ctr images import`, `trivy image --input`, `skopeo copy oci-archive:`).
@@ -25,17 +33,26 @@ Progress goes to stderr; stdout gets one JSON object: image name -> {digest, lay
 from __future__ import annotations
 
 import argparse
+import configparser
+import fnmatch
 import hashlib
+import importlib
+import io
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
+import tomllib
+import zipfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path, PurePosixPath
+from types import ModuleType
+from typing import Any, NamedTuple
 
 try:
     from wayang_operator.images.cache import cache_root, locked
@@ -148,11 +165,11 @@ def ensure_mmdebstrap() -> str:
     return found
 
 
-def rootfs_arguments(mirrors: Sequence[str]) -> list[str]:
+def rootfs_arguments(mirrors: Sequence[str], packages: Sequence[str] = PACKAGES) -> list[str]:
     """mmdebstrap's arguments after the program and mode: everything that shapes the tree."""
     return [
         f"--variant={VARIANT}",
-        f"--include={','.join(PACKAGES)}",
+        f"--include={','.join(packages)}",
         "--format=tar",
         "--skip=output/dev",  # no device nodes in the layer: the runtime provides /dev
         *(f"--dpkgopt={option}" for option in DPKG_OPTIONS),
@@ -163,9 +180,12 @@ def rootfs_arguments(mirrors: Sequence[str]) -> list[str]:
     ]
 
 
-def ensure_rootfs(mirrors: Sequence[str], epoch: int, *, refresh: bool) -> Path:
-    """The base root filesystem tar, from the cache or made with mmdebstrap."""
-    arguments = rootfs_arguments(mirrors)
+def ensure_rootfs(
+    mirrors: Sequence[str], epoch: int, *, refresh: bool, packages: Sequence[str] = PACKAGES
+) -> Path:
+    """The base root filesystem tar, from the cache or made with mmdebstrap (with `packages`
+    on top of the essential set: the runtime's by default, the operator image's otherwise)."""
+    arguments = rootfs_arguments(mirrors, packages)
     key_source = {"recipe": RECIPE, "arguments": arguments, "epoch": epoch, "arch": "amd64"}
     key = hashlib.sha256(json.dumps(key_source, sort_keys=True).encode()).hexdigest()[:16]
     cache = cache_dir()
@@ -181,7 +201,7 @@ def ensure_rootfs(mirrors: Sequence[str], epoch: int, *, refresh: bool) -> Path:
         command = [program, f"--mode={mode}"]
         command += [str(partial) if arg == "OUTPUT" else arg for arg in arguments]
         log(
-            f"base root filesystem: mmdebstrap {SUITE} {VARIANT} + {', '.join(PACKAGES)} "
+            f"base root filesystem: mmdebstrap {SUITE} {VARIANT} + {', '.join(packages)} "
             f"({mode} mode; about a minute, network needed)"
         )
         started = time.monotonic()
@@ -293,6 +313,418 @@ def specs(rootfs: Path) -> list[tuple[str, ImageSpec]]:
     return images
 
 
+# ------------------------------------------------------------------------------------------------
+# The operator's own image
+
+OPERATOR = "wayang-operator"
+"""The operator image's folder and `--only` name; its reference is localhost/wayang/<it>:<version>
+of pyproject.toml (the runtime and sample images' convention)."""
+OPERATOR_RECIPE = 1
+"""Bump when the operator image's layers change in a way their keys do not show."""
+OPERATOR_PACKAGES = ("python3", "ca-certificates", "libstdc++6")
+"""python3, not python3-minimal: asyncio, ssl, sqlite3, zoneinfo and the like are in
+libpython3.11-stdlib. ca-certificates: trivy downloads its database over TLS (Go reads
+/etc/ssl/certs); the Python side carries certifi with the kubernetes client. libstdc++6: manylinux
+wheels may link it without bundling it, and google-re2's does (cel-python imports it)."""
+PYTHON = "3.11"
+"""bookworm's python3: the wheels are resolved for it (cp311)."""
+GLIBC_MINOR = 36
+"""bookworm's glibc is 2.36: every manylinux wheel for glibc 2.36 or older runs."""
+WHEEL_PLATFORMS = tuple(f"manylinux_2_{minor}_x86_64" for minor in range(GLIBC_MINOR, 4, -1))
+"""pip takes `--platform` literally (manylinux_2_36 does not imply older tags): all are listed."""
+SITE_PACKAGES = f"usr/local/lib/python{PYTHON}/dist-packages"
+"""On Debian's python3 sys.path, ahead of /usr/lib/python3/dist-packages: no PYTHONPATH needed."""
+SCAN_CACHE = "/var/cache/wayang"
+"""trivy's cache lives in <it>/trivy: the chart mounts an emptyDir or a PVC on <it>."""
+OPERATOR_ENV = (
+    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "LANG=C.UTF-8",
+    "PYTHONDONTWRITEBYTECODE=1",  # the bytecode is compiled in the image; the root is read-only
+    "PYTHONUNBUFFERED=1",
+    "HOME=/tmp",  # the one writable place with a read-only root (an emptyDir); nothing reads ~
+    "WAYANG_TRIVY=/usr/local/bin/trivy",
+    f"WAYANG_SCAN_CACHE_DIR={SCAN_CACHE}/trivy",
+)
+OPERATOR_ENTRYPOINT = ("/usr/local/bin/wayang-operator",)
+
+
+class Pin(NamedTuple):
+    """One resolved dependency: a wheel by name, version and hash (a line of the lock). (Named
+    tuples, not dataclasses: tests load this script without registering it in sys.modules, where
+    dataclasses look their module up.)"""
+
+    name: str
+    version: str
+    url: str
+    sha256: str
+
+    def requirement(self) -> str:
+        return f"{self.name}=={self.version} --hash=sha256:{self.sha256}"
+
+
+class TarEntry(NamedTuple):
+    """One entry of a layer written by `write_layer`."""
+
+    path: str
+    """Inside the image, without the leading `/`."""
+    source: Path | bytes | None = None
+    """A file to copy, the content itself, or None for a directory."""
+    mode: int = 0o644
+    owner: int = 0
+
+
+def _key(document: object) -> str:
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def pyproject() -> dict[str, Any]:
+    with (REPO / "pyproject.toml").open("rb") as handle:
+        project: dict[str, Any] = tomllib.load(handle)["project"]
+    return project
+
+
+def pip_platform_options() -> list[str]:
+    """pip's options for bookworm's interpreter: cp311 wheels for glibc <= 2.36, never sdists."""
+    return [
+        "--only-binary=:all:",
+        "--implementation=cp",
+        f"--python-version={PYTHON}",
+        f"--abi=cp{PYTHON.replace('.', '')}",
+        *(f"--platform={platform}" for platform in WHEEL_PLATFORMS),
+    ]
+
+
+def _canonical_name(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def pins_from_report(report: dict[str, Any]) -> list[Pin]:
+    """The lock from pip's installation report (`pip install --dry-run --report`), sorted by
+    name; every entry must be a wheel with a sha256, or the image would not be reproducible."""
+    pins = []
+    for item in report.get("install", []):
+        metadata, download = item["metadata"], item["download_info"]
+        archive = download.get("archive_info", {})
+        sha256 = archive.get("hashes", {}).get("sha256")
+        if sha256 is None and str(archive.get("hash", "")).startswith("sha256="):
+            sha256 = archive["hash"].removeprefix("sha256=")
+        url = str(download["url"])
+        if not url.endswith(".whl") or not sha256:
+            raise BuildError(f"{metadata['name']}: not a wheel with a sha256 ({url})")
+        pins.append(Pin(str(metadata["name"]), str(metadata["version"]), url, str(sha256)))
+    if not pins:
+        raise BuildError("pip resolved no dependency")
+    return sorted(pins, key=lambda pin: _canonical_name(pin.name))
+
+
+def dependencies_key(pins: Sequence[Pin], epoch: int, bytecode: str | None) -> str:
+    """The dependency layer's cache key: what was resolved (names, versions, wheel hashes), for
+    which interpreter, with which file times and which bytecode (the builder's Python version)."""
+    return _key(
+        {
+            "recipe": OPERATOR_RECIPE,
+            "pins": [[pin.name, pin.version, pin.sha256] for pin in pins],
+            "options": pip_platform_options(),
+            "site": SITE_PACKAGES,
+            "epoch": epoch,
+            "bytecode": bytecode,
+        }
+    )
+
+
+def tree_entries(folder: Path, prefix: str) -> list[TarEntry]:
+    """Every directory and file under `folder`, placed under `prefix`; a file keeps only whether
+    it is executable (0755 or 0644)."""
+    entries = []
+    for path in sorted(folder.rglob("*")):
+        name = f"{prefix}/{path.relative_to(folder).as_posix()}"
+        if path.is_symlink():
+            raise BuildError(f"{path}: symbolic links are not expected here")
+        if path.is_dir():
+            entries.append(TarEntry(name, None, 0o755))
+        else:
+            executable = path.stat().st_mode & 0o111
+            entries.append(TarEntry(name, path, 0o755 if executable else 0o644))
+    return entries
+
+
+def write_layer(out: Path, entries: Iterable[TarEntry], epoch: int) -> Path:
+    """An uncompressed layer tar: parents first (root's, 0755), sorted, every time `epoch`, so the
+    same entries always give the same bytes. Written next to `out` and renamed into place."""
+    table: dict[str, TarEntry] = {}
+    for entry in entries:
+        path = PurePosixPath(entry.path.lstrip("/"))
+        for parent in reversed(path.parents[:-1]):
+            table.setdefault(str(parent), TarEntry(str(parent), None, 0o755))
+        table[str(path)] = entry
+    partial = out.with_name(f".{out.name}.partial")
+    with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as tar:
+        for name in sorted(table):
+            entry = table[name]
+            info = tarfile.TarInfo(name)
+            info.mtime, info.mode, info.uname, info.gname = epoch, entry.mode, "", ""
+            info.uid = info.gid = entry.owner
+            if entry.source is None:
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            elif isinstance(entry.source, bytes):
+                info.size = len(entry.source)
+                tar.addfile(info, io.BytesIO(entry.source))
+            else:
+                info.size = entry.source.stat().st_size
+                with entry.source.open("rb") as data:
+                    tar.addfile(info, data)
+    partial.replace(out)
+    return out
+
+
+def _bytecode() -> str | None:
+    """The Python version the layers' bytecode is for: the builder's, when it is the image's
+    (3.11 shares one bytecode format); else None, and the image compiles nothing (it starts
+    about 2 s slower, since a read-only root cannot cache bytecode)."""
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    return version if version == PYTHON else None
+
+
+def _compile(folder: Path) -> None:
+    """Bytecode for every module, checked by nothing (unchecked-hash: no file time in it, and
+    the image's files never change), with the paths the modules have in the image."""
+    if _bytecode() is None:
+        return
+    _run(
+        (
+            sys.executable, "-m", "compileall", "-q", "-j", "0",
+            "--invalidation-mode", "unchecked-hash",
+            "-s", str(folder), "-p", f"/{SITE_PACKAGES}", str(folder),
+        )
+    )  # fmt: skip
+
+
+def resolve_dependencies(*, refresh: bool) -> list[Pin]:
+    """[project.dependencies] of pyproject.toml resolved by pip for the image's interpreter, as a
+    lock cached under the declared list: later builds install the same versions (no network)
+    until that list changes or --refresh resolves again."""
+    declared = list(pyproject()["dependencies"])
+    key = _key({"recipe": OPERATOR_RECIPE, "declared": declared, "pip": pip_platform_options()})
+    lock = cache_dir() / f"operator-lock-{key}.json"
+    with locked(lock.with_suffix(".lock"), log):
+        if lock.is_file() and not refresh:
+            pins = [Pin(**pin) for pin in json.loads(lock.read_text())["pins"]]
+            log(f"dependencies: {len(pins)} wheels pinned by {lock}")
+            return pins
+        log(f"dependencies: resolving {len(declared)} requirements with pip (network needed)")
+        with tempfile.TemporaryDirectory(dir=cache_dir()) as folder:
+            report = Path(folder) / "report.json"
+            _run(
+                (
+                    sys.executable, "-m", "pip", "install", "--quiet", "--dry-run",
+                    "--ignore-installed", "--report", str(report),
+                    "--target", str(Path(folder) / "target"),
+                    *pip_platform_options(), *declared,
+                )
+            )  # fmt: skip
+            pins = pins_from_report(json.loads(report.read_text()))
+        document = {"declared": declared, "pins": [pin._asdict() for pin in pins]}
+        lock.write_text(json.dumps(document, indent=2) + "\n")
+        log(f"dependencies: {len(pins)} wheels pinned in {lock}")
+        return pins
+
+
+def ensure_dependencies_layer(pins: Sequence[Pin], epoch: int) -> Path:
+    """The resolved wheels installed (`pip install --target`, hashes required) into
+    site-packages, compiled, as a layer tar cached under `dependencies_key`."""
+    key = dependencies_key(pins, epoch, _bytecode())
+    tar = cache_dir() / f"operator-deps-{key}.tar"
+    with locked(tar.with_suffix(".lock"), log):
+        if tar.is_file():
+            log(f"dependencies layer: cached {tar} ({tar.stat().st_size / 1e6:.1f} MB)")
+            return tar
+        started = time.monotonic()
+        with tempfile.TemporaryDirectory(dir=cache_dir()) as folder:
+            requirements, site = Path(folder) / "requirements.txt", Path(folder) / "site"
+            requirements.write_text("".join(f"{pin.requirement()}\n" for pin in pins))
+            _run(
+                (
+                    sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                    "--no-compile", "--require-hashes", "--target", str(site),
+                    *pip_platform_options(), "-r", str(requirements),
+                )
+            )  # fmt: skip
+            # the dependencies' launchers name this builder's Python; the image runs none of them
+            shutil.rmtree(site / "bin", ignore_errors=True)
+            _compile(site)
+            write_layer(tar, tree_entries(site, SITE_PACKAGES), epoch)
+        log(
+            f"dependencies layer: {len(pins)} wheels, {tar} ({tar.stat().st_size / 1e6:.1f} MB) "
+            f"in {time.monotonic() - started:.0f} s"
+        )
+        return tar
+
+
+def _localcluster_build() -> ModuleType:
+    """e2e/localcluster/build.py, which builds the project's pinned trivy from its Go module."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    return importlib.import_module("e2e.localcluster.build")
+
+
+def ensure_trivy_layer(epoch: int) -> tuple[Path, str]:
+    """/usr/local/bin/trivy, the build of e2e/localcluster/build.py (static, CGO off), as a
+    layer tar cached under the binary's digest; and trivy's version."""
+    gobuild = _localcluster_build()
+    binary = Path(gobuild.ensure_built(["trivy"])["trivy"])
+    version = str(gobuild.TRIVY_VERSION)
+    key = _key({"recipe": OPERATOR_RECIPE, "sha256": _sha256(binary), "epoch": epoch})
+    tar = cache_dir() / f"trivy-{version}-{key}.tar"
+    with locked(tar.with_suffix(".lock"), log):
+        if not tar.is_file():
+            write_layer(tar, [TarEntry("usr/local/bin/trivy", binary, 0o755)], epoch)
+    log(f"trivy layer: {version} ({tar.stat().st_size / 1e6:.1f} MB)")
+    return tar, version
+
+
+def console_scripts(entry_points: str) -> dict[str, bytes]:
+    """The launchers of a wheel's [console_scripts] for the image's /usr/bin/python3, as pip
+    writes them: `name = module:function` -> a script that exits with the function's result."""
+    parser = configparser.ConfigParser(delimiters=("=",), interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read_string(entry_points)
+    scripts = {}
+    if not parser.has_section("console_scripts"):
+        return {}
+    for name, target in parser.items("console_scripts"):
+        module, _, function = target.strip().partition(":")
+        if not module or not function or not function.isidentifier():
+            raise BuildError(f"console script {name} = {target}: not module:function")
+        scripts[name] = (
+            "#!/usr/bin/python3\n"
+            "import sys\n"
+            f"from {module} import {function}\n"
+            "\n"
+            'if __name__ == "__main__":\n'
+            f"    sys.exit({function}())\n"
+        ).encode()
+    return scripts
+
+
+def operator_sources() -> list[Path]:
+    """What the operator's wheel is built from (setuptools' inputs), without bytecode caches."""
+    files = [REPO / "pyproject.toml", REPO / "README.md"]
+    files += sorted(
+        path
+        for path in (REPO / "operator").rglob("*")
+        if path.is_file()
+        and "__pycache__" not in path.parts
+        and not any(part.endswith(".egg-info") for part in path.parts)
+    )
+    return files
+
+
+def ensure_operator_layer(epoch: int) -> Path:
+    """The wayang_operator package as `pip wheel --no-deps` builds it from this tree (in a copy,
+    so no build/ folder is left in, or picked up from, the work tree), unpacked and compiled; its
+    console scripts in /usr/local/bin; the trivy cache folder, owned by the image's user (for a
+    run without a volume there). Cached under the digest of the sources: a small layer, the only
+    one that changes when the operator's code does."""
+    sources = operator_sources()
+    key = _key(
+        {
+            "recipe": OPERATOR_RECIPE,
+            "epoch": epoch,
+            "bytecode": _bytecode(),
+            "files": {
+                path.relative_to(REPO).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+                for path in sources
+            },
+        }
+    )
+    tar = cache_dir() / f"operator-code-{key}.tar"
+    with locked(tar.with_suffix(".lock"), log):
+        if tar.is_file():
+            log(f"operator layer: cached {tar}")
+            return tar
+        started = time.monotonic()
+        with tempfile.TemporaryDirectory(dir=cache_dir()) as folder:
+            tree, wheels, site = (Path(folder) / name for name in ("source", "wheels", "site"))
+            for path in sources:
+                copy = tree / path.relative_to(REPO)
+                copy.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, copy)
+            _run(
+                (
+                    sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                    "--wheel-dir", str(wheels), str(tree),
+                )
+            )  # fmt: skip
+            (wheel,) = wheels.glob("*.whl")
+            with zipfile.ZipFile(wheel) as archive:
+                archive.extractall(site)  # noqa: S202 - the wheel just built here
+            (entry_points,) = site.glob("*.dist-info/entry_points.txt")
+            scripts = console_scripts(entry_points.read_text())
+            if OPERATOR not in scripts:
+                raise BuildError(f"{wheel.name} has no console script {OPERATOR}")
+            _compile(site)
+            entries = tree_entries(site, SITE_PACKAGES)
+            entries += [
+                TarEntry(f"usr/local/bin/{name}", script, 0o755) for name, script in scripts.items()
+            ]
+            entries += [
+                TarEntry(SCAN_CACHE.lstrip("/"), None, 0o755, USER),
+                TarEntry(f"{SCAN_CACHE.lstrip('/')}/trivy", None, 0o755, USER),
+            ]
+            write_layer(tar, entries, epoch)
+        log(f"operator layer: {wheel.name}, {tar} in {time.monotonic() - started:.1f} s")
+        for stale in cache_dir().glob("operator-code-*.tar"):  # one per edit: keep a week's
+            if stale != tar and time.time() - stale.stat().st_mtime > 7 * 86400:
+                stale.unlink(missing_ok=True)
+                stale.with_suffix(".lock").unlink(missing_ok=True)
+        return tar
+
+
+def operator_spec(mirrors: Sequence[str], epoch: int, *, refresh: bool) -> ImageSpec:
+    """The operator's image: its root filesystem, trivy, the dependencies and the operator, in
+    the order they change (the last only when the operator's code does)."""
+    project = pyproject()
+    version = str(project["version"])
+    rootfs = ensure_rootfs(mirrors, epoch, refresh=refresh, packages=OPERATOR_PACKAGES)
+    trivy, trivy_version = ensure_trivy_layer(epoch)
+    dependencies = ensure_dependencies_layer(resolve_dependencies(refresh=refresh), epoch)
+    code = ensure_operator_layer(epoch)
+    return ImageSpec(
+        f"localhost/wayang/{OPERATOR}:{version}",
+        [rootfs, trivy, dependencies, code],
+        entrypoint=OPERATOR_ENTRYPOINT,
+        env=OPERATOR_ENV,
+        user=f"{USER}:{USER}",
+        workdir="/",
+        labels={
+            "org.opencontainers.image.title": "Wayang plugin operator",
+            "org.opencontainers.image.description": str(project.get("description", "")),
+            "org.opencontainers.image.version": version,
+            "org.opencontainers.image.licenses": "Apache-2.0",
+            "org.opencontainers.image.base.name": f"debian:{SUITE} ({VARIANT}, mmdebstrap)",
+            "io.wayang.trivy.version": trivy_version,
+        },
+    )
+
+
+def image_names() -> list[str]:
+    """The folder names of every image this script builds: what --only chooses from."""
+    samples = sorted(path.name for path in SAMPLES.iterdir() if (path / "plugin.json").is_file())
+    return ["runtime-python", *(f"sample-{name}" for name in samples), OPERATOR]
+
+
+def chosen(only: Sequence[str] | None) -> list[str]:
+    """The images --only selects (names or shell patterns: `sample-*`); all without --only."""
+    names = image_names()
+    if not only:
+        return names
+    for pattern in only:
+        if not fnmatch.filter(names, pattern):
+            raise BuildError(f"--only {pattern}: no such image (images: {', '.join(names)})")
+    return [name for name in names if any(fnmatch.fnmatchcase(name, p) for p in only)]
+
+
 def layout_size(image: Image) -> int:
     """Bytes of all blobs: what a registry stores and a node pulls (layers compressed)."""
     return sum(
@@ -310,7 +742,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "deb.debian.org bookworm and bookworm-security, or $WAYANG_DEBIAN_MIRROR)",
     )
     parser.add_argument(
-        "--refresh", action="store_true", help="rebuild the cached root filesystem (new packages)"
+        "--refresh",
+        action="store_true",
+        help="rebuild the cached root filesystems (new packages) and resolve the operator's "
+        "dependencies again (new wheels)",
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="IMAGE",
+        help="build this image only (repeatable; a name or a pattern: runtime-python, 'sample-*', "
+        f"{OPERATOR}); default: all",
     )
     args = parser.parse_args(argv)
     mirrors = args.mirror or (
@@ -321,11 +763,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     epoch = int(os.environ.get("SOURCE_DATE_EPOCH") or DEFAULT_EPOCH)
     started = time.monotonic()
     try:
-        rootfs = ensure_rootfs(mirrors, epoch, refresh=args.refresh)
+        wanted = chosen(args.only)
+        images: list[tuple[str, ImageSpec]] = []
+        if set(wanted) - {OPERATOR}:
+            rootfs = ensure_rootfs(mirrors, epoch, refresh=args.refresh)
+            images += [(name, spec) for name, spec in specs(rootfs) if name in wanted]
+        if OPERATOR in wanted:
+            images.append((OPERATOR, operator_spec(mirrors, epoch, refresh=args.refresh)))
         out: Path = args.out.resolve()
         out.mkdir(parents=True, exist_ok=True)
         result: dict[str, dict[str, Any]] = {}
-        for folder, spec in specs(rootfs):
+        for folder, spec in images:
             began = time.monotonic()
             layout, archive = out / folder, out / f"{folder}.tar"
             shutil.rmtree(layout, ignore_errors=True)
