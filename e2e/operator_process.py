@@ -109,10 +109,17 @@ class Operator:
         return "".join(self.log(run).read_text() for run in range(1, self.runs + 1))
 
     def audit(self) -> list[dict[str, Any]]:
+        """The audit entries the operator logged (logger `wayang.audit`), from JSON log lines
+        (the default when the output is not a terminal) or text ones."""
         entries = []
         for run in range(1, self.runs + 1):
             for line in self.log(run).read_text().splitlines():
-                if " wayang.audit " in line:
+                if line.startswith("{"):
+                    with contextlib.suppress(ValueError):
+                        record = json.loads(line)
+                        if record.get("logger") == "wayang.audit":
+                            entries.append(json.loads(record["message"]))
+                elif " wayang.audit " in line:
                     entries.append(json.loads(line.split(" wayang.audit ", 1)[1]))
         return entries
 

@@ -278,11 +278,19 @@ def test_metrics_and_liveness_are_served(kube: Kube, tenant: str, operator: Oper
         text = response.read().decode()
     for series in (
         'wayang_plugins{phase="AwaitingApproval"}',
-        "wayang_reconcile_duration_seconds_count",
+        f'wayang_plugin_phase{{namespace="{tenant}",plugin="pii-redactor",'
+        'phase="AwaitingApproval"} 1.0',
+        'wayang_reconcile_duration_seconds_count{outcome="written"}',
         "wayang_decisions_total",
+        "wayang_leader 1.0",
     ):
         assert series in text, series
-    assert tenant not in text, "no namespace or plugin names in label values"
+    admitted = [line for line in text.splitlines() if line.startswith("wayang_admission_reviews")]
+    assert any('resource="plugins"' in a and 'result="allowed"' in a for a in admitted), admitted
+    named = [line for line in text.splitlines() if tenant in line]
+    assert all(line.startswith("wayang_plugin_phase{") for line in named), (
+        "namespace and plugin names label only the per-plugin phase series"
+    )
     assert operator._alive()
 
 

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime
+import json
+import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
@@ -47,6 +51,61 @@ def load_configuration() -> None:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
         config.load_kube_config()  # type: ignore[no-untyped-call]
+
+
+IN_CLUSTER_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+
+def load_client_configuration(kubeconfig: str | None = None, context: str | None = None) -> str:
+    """Credentials the way kubectl finds them, for a command a person runs: `--kubeconfig`, else
+    $KUBECONFIG (a `:`-separated list is merged), else ~/.kube/config; `--context` picks the
+    context, else the current one. Only without any kubeconfig and flags, inside a pod, the
+    pod's service account. Returns the namespace a command uses when none is given (the
+    context's, else "default"). Raises `ClusterError` when nothing is configured."""
+    path = kubeconfig or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+    explicit = bool(kubeconfig or context or os.environ.get("KUBECONFIG"))
+    if not explicit and not os.path.exists(path) and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+        try:
+            with open(IN_CLUSTER_NAMESPACE) as file:
+                return file.read().strip() or "default"
+        except OSError:
+            return "default"
+    try:
+        config.load_kube_config(config_file=path, context=context)  # type: ignore[no-untyped-call]
+        contexts, current = config.list_kube_config_contexts(config_file=path)  # type: ignore[no-untyped-call]
+    except (config.ConfigException, OSError, ValueError) as error:
+        raise ClusterError(f"no usable kubeconfig ({path}): {error}", None) from error
+    chosen = next((c for c in contexts or [] if c.get("name") == context), None) or current
+    namespace = ((chosen or {}).get("context") or {}).get("namespace")
+    return str(namespace or "default")
+
+
+class ClusterError(Exception):
+    """A request the cluster refused (`status`: 403, 404, ...) or that reached no cluster
+    (`status` None), with the API server's own words: what a command shows a person."""
+
+    def __init__(self, message: str, status: int | None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def cluster_error(error: BaseException) -> ClusterError | None:
+    """The client's exception as a `ClusterError` (the message the API server sent, e.g. which
+    verb on which resource RBAC refused), or None for anything else (a bug, not the cluster)."""
+    if isinstance(error, ClusterError):
+        return error
+    if isinstance(error, ApiException):
+        message = str(error.reason or "")
+        with contextlib.suppress(ValueError, AttributeError):  # not a Status document
+            message = str(json.loads(error.body or "{}").get("message") or message)
+        return ClusterError(message, int(error.status or 0))
+    if isinstance(error, urllib3.exceptions.HTTPError | OSError):
+        cause = getattr(error, "reason", None) or error
+        host = client.Configuration.get_default_copy().host
+        return ClusterError(f"no cluster reachable at {host}: {cause}", None)
+    return None
 
 
 async def _with_retries(call: Callable[[], T]) -> T:
@@ -211,6 +270,32 @@ class KubeApi:
 
         return await _unless(NOT_FOUND, call)
 
+    async def list_objects(self, plural: str, namespace: str | None) -> list[dict[str, Any]]:
+        """Every object of a namespaced kind of ours in `namespace`, or in all (None)."""
+
+        def call() -> list[dict[str, Any]]:
+            if namespace is None:
+                found = self._custom.list_cluster_custom_object(GROUP, VERSION, plural)
+            else:
+                found = self._custom.list_namespaced_custom_object(
+                    GROUP, VERSION, namespace, plural
+                )
+            return list(cast(dict[str, Any], found).get("items") or [])
+
+        return await _with_retries(call)
+
+    async def create_new(self, plural: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Create one of our objects (e.g. named by `metadata.generateName`) and return it as
+        the API server stored it; unlike `create`, a refusal is raised, not swallowed."""
+
+        def call() -> dict[str, Any]:
+            created = self._custom.create_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, body
+            )
+            return cast(dict[str, Any], created)
+
+        return await _with_retries(call)
+
     async def create(self, plural: str, namespace: str, body: dict[str, Any]) -> bool:
         """Create one of our objects; False if it exists already (creation is idempotent)."""
 
@@ -325,3 +410,42 @@ class KubeApi:
             return True
 
         return None if await _unless(NOT_FOUND, call) else Gone(namespace, name)
+
+    async def set_webhook_ca(self, name: str, ca_pem: bytes) -> list[str]:
+        """Put `ca_pem` into every webhook of the Mutating- and ValidatingWebhookConfiguration
+        named `name` (the chart's), leaving all else as the chart declared it; the kinds that
+        exist are returned. A JSON patch per webhook with a `test` of its name, so a
+        configuration changed meanwhile fails instead of being patched at the wrong index."""
+        bundle = base64.b64encode(ca_pem).decode()
+        admission = client.AdmissionregistrationV1Api()
+        kinds: dict[str, tuple[Callable[[str], Any], Callable[..., Any]]] = {
+            "MutatingWebhookConfiguration": (
+                admission.read_mutating_webhook_configuration,
+                admission.patch_mutating_webhook_configuration,
+            ),
+            "ValidatingWebhookConfiguration": (
+                admission.read_validating_webhook_configuration,
+                admission.patch_validating_webhook_configuration,
+            ),
+        }
+        patched: list[str] = []
+        for kind, (read, patch) in kinds.items():
+
+            def call(read: Callable[[str], Any] = read, patch: Callable[..., Any] = patch) -> bool:
+                webhooks = read(name).webhooks or []
+                operations: list[dict[str, Any]] = []
+                for index, webhook in enumerate(webhooks):
+                    if webhook.client_config.ca_bundle == bundle:
+                        continue
+                    path = f"/webhooks/{index}"
+                    operations.append({"op": "test", "path": f"{path}/name", "value": webhook.name})
+                    operations.append(
+                        {"op": "add", "path": f"{path}/clientConfig/caBundle", "value": bundle}
+                    )
+                if operations:
+                    patch(name, operations, _content_type="application/json-patch+json")
+                return True
+
+            if await _unless(NOT_FOUND, call):
+                patched.append(kind)
+        return patched

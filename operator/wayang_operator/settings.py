@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -83,4 +83,28 @@ class OperatorSettings(BaseSettings):
     """Seconds a running plugin container may stay unready before each interval counts as a
     failure for its circuit breaker."""
     webhook_configuration: str = "wayang.io"
-    """Name of the Mutating/ValidatingWebhookConfiguration the operator keeps up to date."""
+    """Name of the Mutating/ValidatingWebhookConfiguration kopf writes and keeps up to date (one
+    process, e.g. on a laptop); empty when something else owns them (the Helm chart)."""
+    webhook_ca_configuration: str = ""
+    """Name of the chart's Mutating/ValidatingWebhookConfiguration whose caBundle the operator
+    fills in at startup (the self-signed mode); empty when cert-manager injects it."""
+    webhook_cert_secret: str = ""
+    """A Secret of the operator's namespace (`audit_namespace`) holding the serving certificate
+    all replicas share, created by the first one to start; empty = a certificate of its own in
+    `webhook_cert_dir` (or one mounted there, e.g. by cert-manager)."""
+    log_format: Literal["auto", "json", "text"] = "auto"
+    """Log lines as JSON objects (time, level, logger, message, and namespace/kind/plugin when a
+    line concerns an object) or as text; `auto` is text on a terminal and JSON otherwise (in a
+    container stdout is collected, not read)."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """The least severe level that is logged (kopf's own lines included)."""
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value

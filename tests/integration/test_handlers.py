@@ -135,6 +135,58 @@ async def test_plugin_awaits_then_an_approval_makes_it_ready(
     await create("pluginapprovals", "team-a", approval)
     status = await phase_of(cluster, "data-processor", "Ready")
     assert status["approvers"] == ["approver-1"]
+    posted = await events_of(cluster, "data-processor", until="Ready")
+    assert [(e["type"], e["reason"]) for e in posted] == [
+        ("Normal", "AwaitingApproval"),
+        ("Normal", "Approved"),
+        ("Normal", "Ready"),
+    ]
+    approved = posted[1]
+    assert approved["involvedObject"]["kind"] == "Plugin"
+    assert approved["involvedObject"]["uid"] == "u1"
+    assert approved["message"].startswith("Ready (Approved): approved by approver-1")
+
+
+async def events_of(
+    cluster: kmock.KubernetesEmulator, plugin: str, *, until: str
+) -> list[dict[str, Any]]:
+    """The Events posted on a Plugin of team-a, in order, once one with reason `until` is there
+    (kopf posts them in the background). Read from the requests: kmock cannot generate names,
+    so it stores only the first Event (kopf's are all `generateName: kopf-event-`)."""
+    posted: list[dict[str, Any]] = []
+    for _ in range(200):
+        posted = [
+            dict(request.data)
+            for request in list(cluster)
+            if request.method == kmock.method.POST
+            and request.url.path == "/api/v1/namespaces/team-a/events"
+            and isinstance(request.data, dict)
+            and request.data.get("involvedObject", {}).get("name") == plugin
+        ]
+        if any(event["reason"] == until for event in posted):
+            return posted
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no {until} Event for {plugin}: {posted}")
+
+
+async def test_a_rejection_posts_a_warning(cluster: kmock.KubernetesEmulator) -> None:
+    relaxed = {"signing": {"required": False}, "scan": {"required": False}}
+    await create("pluginpolicies", None, {"metadata": {"name": "relaxed"}, "spec": relaxed})
+    await create("plugins", "team-a", _in_team_a(d.plugin(), "data-processor"))
+    await phase_of(cluster, "data-processor", "AwaitingApproval")
+    rejection = d.approval()
+    rejection["metadata"].update(name="no", namespace="team-a")
+    rejection["metadata"]["annotations"] = {
+        REQUESTER_ANNOTATION: json.dumps({"username": "approver-2"})
+    }
+    rejection["spec"]["decision"] = "Reject"
+    await create("pluginapprovals", "team-a", rejection)
+    await phase_of(cluster, "data-processor", "Rejected")
+    posted = await events_of(cluster, "data-processor", until="Rejected")
+    rejected = next(e for e in posted if e["reason"] == "Rejected")
+    assert rejected["type"] == "Warning"
+    assert "rejected by approver-2" in rejected["message"]
+    assert ("Normal", "AwaitingApproval") in [(e["type"], e["reason"]) for e in posted]
 
 
 def _in_team_a(document: dict[str, Any], name: str, **spec: Any) -> dict[str, Any]:

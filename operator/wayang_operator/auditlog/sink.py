@@ -11,6 +11,7 @@ import logging
 from collections.abc import Iterable
 from typing import Protocol
 
+from .. import metrics
 from ..api.audit import PluginAuditEvent
 from .log import wire
 
@@ -44,6 +45,8 @@ class StoreSink:
             try:
                 await self.store.append(event for event, _ in batch)
             except Exception as error:  # every waiter learns; nothing is half-written
+                metrics.AUDIT_FAILURES.inc()
+                logger.warning("appending %d audit entries failed: %s", len(batch), error)
                 for _, done in batch:
                     if not done.done():
                         done.set_exception(error)

@@ -29,6 +29,7 @@ from ..core.workload import (
     runnable,
 )
 from ..kube import KubeApi
+from .logs import about
 
 logger = logging.getLogger("wayang.workloads")
 
@@ -99,7 +100,7 @@ async def act(
     if plan.replicas == 0 or spec is None:
         if deployment is not None and deployment.replicas:
             await api.scale_deployment(owner.namespace, deployment.name, 0)
-            logger.info("plugin %s/%s: scaled to zero", *key)
+            logger.info("plugin %s/%s: scaled to zero", *key, extra=about(*key))
         return
     objects = render(owner, spec, policies, replicas=plan.replicas)
     rendered = objects[2]["metadata"]["annotations"][RENDERED_ANNOTATION]
@@ -119,6 +120,7 @@ async def act(
         len(objects),
         plan.replicas,
         spec.implementation.digest,
+        extra=about(*key),
     )
 
 
@@ -152,7 +154,13 @@ async def publish_index(api: KubeApi, namespace: str, active: list[Active]) -> N
             if written is not None:
                 _published[namespace] = (document, written)
                 count = len(json.loads(document))
-                logger.info("plugin index %s/%s: %d plugin(s)", namespace, INDEX_NAME, count)
+                logger.info(
+                    "plugin index %s/%s: %d plugin(s)",
+                    namespace,
+                    INDEX_NAME,
+                    count,
+                    extra={"namespace": namespace, "kind": "ConfigMap", "object": INDEX_NAME},
+                )
                 return
             fresh = True  # changed meanwhile (or someone else wrote it): read it again
     except Exception:

@@ -27,6 +27,7 @@ from ..core.approval import ApprovalRecord, Requester
 from ..core.policy import NamedPolicy
 from .deploying import Options
 from .leadership import hold, release
+from .logs import about
 from .reconcile import Indexes, PluginSnapshot, forget, forget_written, reconcile
 from .runtime import RUNTIME
 
@@ -148,6 +149,7 @@ async def _reconcile(indexes: Indexes, namespace: str, name: str) -> None:
             namespace,
             name,
             delay,
+            extra=about(namespace, name),
         )
         _retry_later(indexes, namespace, name, delay)
     else:
@@ -188,6 +190,7 @@ async def elect(**kwargs: Any) -> None:
     settings, leadership = RUNTIME.settings, RUNTIME.leadership
     leadership.standalone = settings.standalone
     if settings.standalone:
+        metrics.set_leader(True)
         return
     indexes = indexes_from(kwargs)
 

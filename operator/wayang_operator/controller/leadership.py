@@ -23,6 +23,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from .. import metrics
 from ..core.leases import Observer, Step
 from ..kube import KubeApi
 
@@ -81,9 +82,11 @@ async def hold(
             logger.warning("lease %s/%s: attempt failed", namespace, name, exc_info=True)
         if leadership.leading and not was:
             logger.info("leading: %s holds lease %s/%s", leadership.identity, namespace, name)
+            metrics.set_leader(True)
             await on_elected()
         elif was and not leadership.leading:
             logger.warning("no longer leading: lease %s/%s was not renewed", namespace, name)
+            metrics.set_leader(False)
         await asyncio.sleep(duration / 3 * random.uniform(0.8, 1.0))  # noqa: S311 - jitter
 
 
@@ -92,6 +95,7 @@ async def release(leadership: Leadership, api: KubeApi, *, namespace: str, name:
     if leadership.standalone or not leadership.leading:
         return
     leadership.until = 0.0
+    metrics.set_leader(False)
     found = await api.read_lease(namespace, name)
     if found and found[0].holder == leadership.identity:
         await api.write_lease(namespace, name, None, 1, found[1])

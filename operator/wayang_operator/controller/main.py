@@ -15,16 +15,32 @@ from prometheus_client import start_http_server
 
 from ..kube import load_configuration
 from ..settings import OperatorSettings
-from . import admission, auditing, handlers, namespaces, scanning, workloads  # noqa: F401
-from .certs import ensure_certificate
+from . import admission, auditing, handlers, logs, namespaces, scanning, workloads  # noqa: F401
+from .certs import ensure_certificate, shared_certificate
 from .runtime import RUNTIME
 from .webhook_server import WebhookServer
 
+logger = logging.getLogger("wayang.startup")
+
 
 @kopf.on.startup()
-def configure(*, settings: kopf.OperatorSettings, **_: Any) -> None:
+async def configure(*, settings: kopf.OperatorSettings, **_: Any) -> None:
     ours = RUNTIME.settings
-    cert, key = ensure_certificate(ours.webhook_cert_dir, ours.webhook_host)
+    if ours.webhook_cert_secret:
+        cert, key = await shared_certificate(
+            RUNTIME.api,
+            ours.audit_namespace,
+            ours.webhook_cert_secret,
+            ours.webhook_host,
+            ours.webhook_cert_dir,
+        )
+    else:
+        cert, key = ensure_certificate(ours.webhook_cert_dir, ours.webhook_host)
+    if ours.webhook_ca_configuration:
+        # before the webhooks are served, so the API server trusts the first request it sends
+        found = await RUNTIME.api.set_webhook_ca(ours.webhook_ca_configuration, cert.read_bytes())
+        if not found:
+            logger.warning("no webhook configuration %s to fill in", ours.webhook_ca_configuration)
     settings.admission.server = WebhookServer(
         addr=ours.webhook_listen,
         port=ours.webhook_port,
@@ -33,7 +49,7 @@ def configure(*, settings: kopf.OperatorSettings, **_: Any) -> None:
         pkeyfile=key,
         cafile=cert,
     )
-    settings.admission.managed = ours.webhook_configuration
+    settings.admission.managed = ours.webhook_configuration or None
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 300
 
@@ -41,7 +57,7 @@ def configure(*, settings: kopf.OperatorSettings, **_: Any) -> None:
 def main() -> None:
     settings = OperatorSettings()
     RUNTIME.settings = settings
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(settings.log_format, settings.log_level)
     if settings.watch_namespaces:
         namespaces.register()
     if settings.workloads:

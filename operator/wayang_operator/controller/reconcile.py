@@ -15,6 +15,7 @@ import dataclasses
 import datetime
 import hashlib
 import logging
+import time
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ from ..kube import KubeApi
 from ..manifests.validate import parse_model
 from . import deploying
 from .deploying import FINALIZER, Options
+from .logs import about
 from .scans import ScanRecord, request
 
 logger = logging.getLogger("wayang.reconcile")
@@ -247,6 +249,8 @@ def facts_for(
         wayang_version=wayang_version,
         previous=previous,
         workload=workload,
+        phase=snapshot.status.get("phase"),
+        approvers=tuple(snapshot.status.get("approvers") or ()),
     )
 
 
@@ -279,23 +283,34 @@ def _comparable(status: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+_APPROVAL_DECISIONS = {
+    Reason.APPROVED: "approved",
+    Reason.AUTO_APPROVED: "auto_approved",
+    Reason.REJECTED: "rejected",
+    Reason.REVOKED: "revoked",
+}
+
+
 def _announce(snapshot: PluginSnapshot, evaluation: Evaluation) -> None:
-    """A Kubernetes Event for a phase change, with the reason of the gate that decided it."""
-    failing = next((c for c in evaluation.conditions if c.status.value != "True"), None)
-    decisive = failing or evaluation.conditions[-1]
+    """Post the Events the core decided for this change (kopf sends them in the background) and
+    count the transitions that have metrics of their own."""
     body: dict[str, Any] = {
         "apiVersion": "wayang.io/v1alpha1",
         "kind": "Plugin",
         "metadata": {"name": snapshot.name, "namespace": snapshot.namespace, "uid": snapshot.uid},
     }
-    kind = "Warning" if evaluation.last_error else "Normal"
-    message = f"{evaluation.phase.value}: {decisive.type} {decisive.reason}: {decisive.message}"
-    kopf.event(
-        kopf.Body(body),  # type: ignore[arg-type] # a minimal raw body
-        type=kind,
-        reason=evaluation.phase.value,
-        message=message[:1024],
-    )
+    for transition in evaluation.transitions:
+        kopf.event(
+            kopf.Body(body),  # type: ignore[arg-type] # a minimal raw body
+            type=transition.type.value,
+            reason=transition.reason,
+            message=transition.message,
+        )
+        metrics.EVENTS.labels(transition.type.value, transition.reason).inc()
+        if transition.condition in _APPROVAL_DECISIONS:
+            metrics.APPROVALS.labels(_APPROVAL_DECISIONS[transition.condition]).inc()
+        elif transition.condition is Reason.QUARANTINED:
+            metrics.BREAKER_TRIPS.inc()
 
 
 OPERATOR = Actor(type=ActorType.SYSTEM, id="wayang-operator")
@@ -382,6 +397,7 @@ async def _finalized(
             snapshot.namespace,
             snapshot.name,
             exc_info=True,
+            extra=about(snapshot.namespace, snapshot.name),
         )
     rest = [f for f in snapshot.finalizers if f != FINALIZER]
     await api.set_finalizers(
@@ -431,18 +447,44 @@ async def reconcile(
     workloads: Options | None = None,
 ) -> Evaluation | None:
     """Evaluate one plugin from the indexes, act on its workload (when `workloads` are run by
-    this operator) and write its status if it changed."""
+    this operator) and write its status if it changed; timed by outcome."""
+    started = time.monotonic()
+    outcome: metrics.ReconcileOutcome = "error"
+    try:
+        evaluation, outcome = await _reconcile(
+            namespace,
+            name,
+            indexes,
+            api=api,
+            sink=sink,
+            wayang_version=wayang_version,
+            workloads=workloads,
+        )
+        return evaluation
+    finally:
+        metrics.RECONCILE_SECONDS.labels(outcome).observe(time.monotonic() - started)
+
+
+async def _reconcile(
+    namespace: str,
+    name: str,
+    indexes: Indexes,
+    *,
+    api: KubeApi,
+    sink: AuditSink,
+    wayang_version: str | None,
+    workloads: Options | None,
+) -> tuple[Evaluation | None, metrics.ReconcileOutcome]:
     lock = _locks.setdefault((namespace, name), asyncio.Lock())
     async with lock:
         indexed = indexes.plugin(namespace, name)
         if indexed is None:
-            return None
+            return None, "skipped"
         snapshot = _latest(indexed)
         if workloads is not None and await _finalized(snapshot, indexes, api, sink):
-            return None
-        with metrics.RECONCILE_SECONDS.time():
-            facts = facts_for(snapshot, indexes, wayang_version, workloads)
-            evaluation = evaluate(facts, _now())
+            return None, "skipped"
+        facts = facts_for(snapshot, indexes, wayang_version, workloads)
+        evaluation = evaluate(facts, _now())
         metrics.observe_phase(namespace, name, evaluation.phase)
         spec = snapshot.descriptor
         if spec is not None and _waits_for_scan(evaluation, indexes, namespace, spec):
@@ -450,7 +492,7 @@ async def reconcile(
         status = status_of(evaluation, spec.implementation.digest if spec else None)
         unchanged = _comparable(status) == _comparable(snapshot.status)
         if unchanged and evaluation.workload is None:
-            return evaluation
+            return evaluation, "unchanged"
         for kind, message in [] if unchanged else evaluation.decisions:
             await _audit(sink, snapshot, kind, message, actor_of(kind, snapshot, evaluation))
         if evaluation.workload is not None:
@@ -463,26 +505,26 @@ async def reconcile(
                 deployment=indexes.deployment(namespace, name),
             )
             if unchanged:
-                return evaluation
+                return evaluation, "unchanged"
         gone = await api.patch_status(
             "plugins", namespace, name, merge_patch(snapshot.status, status)
         )
         if gone is None:
             _written[(namespace, name)] = (snapshot.uid, status)
-        if gone is None and snapshot.status.get("phase") != evaluation.phase.value:
             _announce(snapshot, evaluation)
         for record, verdict in (evaluation.approval.records if evaluation.approval else {}).items():
             approval_status = {"phase": verdict.phase.value, "message": verdict.message}
             await api.patch_status("pluginapprovals", namespace, record, approval_status)
-        if evaluation.workload is not None and gone is None:
+        if gone is not None:
+            return evaluation, "skipped"
+        if evaluation.workload is not None:
             fresh = dataclasses.replace(snapshot, status=status)
             await _publish(api, indexes, namespace, fresh=fresh)
-        if gone is None:
-            logger.info(
-                "plugin %s/%s: %s",
-                namespace,
-                name,
-                evaluation.phase.value,
-                extra={"plugin": name, "namespace": namespace, "phase": evaluation.phase.value},
-            )
-        return evaluation
+        logger.info(
+            "plugin %s/%s: %s",
+            namespace,
+            name,
+            evaluation.phase.value,
+            extra=about(namespace, name, phase=evaluation.phase.value),
+        )
+        return evaluation, "written"

@@ -65,6 +65,11 @@ class ScanRecord:
         return cls(name, spec, status)
 
 
+def _about(namespace: str, report: str, **fields: Any) -> dict[str, Any]:
+    """`extra=` for a log line about one ScanReport (shared by plugins: no plugin field)."""
+    return {"namespace": namespace, "kind": "ScanReport", "object": report, **fields}
+
+
 def _stamp(moment: datetime.datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -134,7 +139,12 @@ class Scanner:
                 await self.scan(namespace, record, rescan)
         except Exception:  # a scan must never take the operator down
             metrics.ERRORS.labels("scan").inc()
-            logger.exception("scanning %s/%s failed", namespace, record.name)
+            logger.exception(
+                "scanning %s/%s failed",
+                namespace,
+                record.name,
+                extra=_about(namespace, record.name),
+            )
         finally:
             self.inflight.discard((namespace, record.name))
 
@@ -202,7 +212,13 @@ class Scanner:
                 "runs": runs,
                 "nextScanAt": _stamp(now + datetime.timedelta(seconds=retry)),
             }
-            logger.warning("scan of %s in %s failed: %s", spec.artifact.digest, namespace, error)
+            logger.warning(
+                "scan of %s in %s failed: %s",
+                spec.artifact.digest,
+                namespace,
+                error,
+                extra=_about(namespace, record.name, error=error.kind.value),
+            )
         else:
             scanned = to_report(
                 output,

@@ -27,6 +27,7 @@ from .gates import Gate, Reason
 from .policy import NamedPolicy, registry_allowed
 from .running import SERVING, Plan, WorkloadFacts
 from .running import decide as decide_workload
+from .transitions import Transition, transitions
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,10 @@ class Facts:
     previous: list[Condition] = field(default_factory=list)
     workload: WorkloadFacts | None = None
     """None when this operator does not run workloads (governance only)."""
+    phase: str | None = None
+    """The phase the status shows now (None: never evaluated), for the Events of a change."""
+    approvers: tuple[str, ...] = ()
+    """The approvers the status shows now: a new one is announced while more are needed."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,8 @@ class Evaluation:
     decisions: list[tuple[AuditEventType, str]]
     """Audit events for what changed since `Facts.previous`."""
     workload: Plan | None = None
+    transitions: list[Transition] = field(default_factory=list)
+    """The Kubernetes Events that announce what changed since `Facts.previous`."""
 
 
 def _validated(facts: Facts) -> tuple[Gate, PluginDescriptor | None]:
@@ -336,6 +343,16 @@ def evaluate(facts: Facts, now: str) -> Evaluation:
             ),
             details=details,
         )
+    awaiting = outcome is not None and outcome.state is ApprovalState.AWAITING
+    announced = transitions(
+        gates,
+        facts.previous,
+        phase,
+        facts.phase,
+        new_approvers=[a for a in outcome.approvers if a not in facts.approvers] if outcome else [],
+        awaiting=outcome.message if outcome is not None and awaiting else None,
+        failed=last_error is not None,
+    )
     return Evaluation(
         conditions=[_condition(gate, facts, now) for gate in gates],
         phase=phase,
@@ -344,4 +361,5 @@ def evaluate(facts: Facts, now: str) -> Evaluation:
         approval=outcome,
         decisions=_decisions(gates, facts),
         workload=plan,
+        transitions=announced,
     )
