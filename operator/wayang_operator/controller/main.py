@@ -7,12 +7,15 @@ plain Prometheus HTTP server beside kopf's liveness endpoint.
 
 from __future__ import annotations
 
+import argparse
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import kopf
 from prometheus_client import start_http_server
 
+from .. import __version__
 from ..kube import load_configuration
 from ..settings import OperatorSettings
 from . import admission, auditing, handlers, logs, namespaces, scanning, workloads  # noqa: F401
@@ -54,7 +57,16 @@ async def configure(*, settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 300
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
+    """Settings come from WAYANG_* variables (a pod's env); the command line only answers --help
+    and --version, so `wayang-operator --help` in an image does not start an operator."""
+    parser = argparse.ArgumentParser(
+        prog="wayang-operator",
+        description="The Wayang plugin operator. Configured by WAYANG_* environment variables "
+        "(the README's settings; the Helm chart sets them).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.parse_args(argv)
     settings = OperatorSettings()
     RUNTIME.settings = settings
     logs.configure(settings.log_format, settings.log_level)
