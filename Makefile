@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: help venv manifests lint trivy postgres unit test e2e cluster-up cluster-down cluster-status demo images bench clean
+.PHONY: help venv manifests lint tools postgres unit test e2e cluster-up cluster-down cluster-status demo images bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -21,26 +21,28 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## Create .venv and install the package with its dev tools
 
-manifests: $(STAMP) ## Regenerate crds/ and schemas/ from the typed models
+manifests: $(STAMP) ## Regenerate crds/, schemas/, the chart's webhooks and docs/policy.md's tables from the code
 	@$(BIN)/python -m wayang_operator.schemagen .
+	@$(BIN)/python -m wayang_operator.controller.webhooks charts/wayang-operator/files/webhooks.yaml
+	@$(BIN)/python -m wayang_operator.schemagen.policydoc docs/policy.md
 
 lint: $(STAMP) ## ruff (lint + format check), mypy --strict, import-layer contracts
 	@echo "==> ruff"; $(BIN)/ruff check . && $(BIN)/ruff format --check .
 	@echo "==> mypy --strict"; $(BIN)/mypy
 	@echo "==> import layers"; $(BIN)/lint-imports --no-cache
 
-trivy: $(STAMP) ## Build trivy (pinned, from its Go module; cached) for the scans the tests run for real
-	@$(BIN)/python -m e2e.localcluster.build trivy
+tools: $(STAMP) ## Build trivy and helm (pinned, from their Go modules; cached): the scans and the chart tests run them for real
+	@$(BIN)/python -m e2e.localcluster.build trivy helm
 
 postgres: $(STAMP) ## Install PostgreSQL from the OS packages if missing (the audit store's tests start their own server)
 	@$(BIN)/python -c "from e2e.localpg import ensure_installed; ensure_installed()"
 
-unit: trivy postgres ## Unit and integration tests only (no lint)
+unit: tools postgres ## Unit and integration tests only (no lint)
 	@$(BIN)/pytest
 
 test: lint unit ## Lint, then unit and integration tests (the README's test command)
 
-e2e: trivy postgres ## e2e tier on a real API server: the local control plane (built from source), or KUBECONFIG
+e2e: tools postgres ## e2e tier on a real API server: the local control plane (built from source), or KUBECONFIG
 	@$(BIN)/python -m e2e.localcluster.build
 	@$(BIN)/pytest e2e $(E2E_ARGS)
 
@@ -53,9 +55,8 @@ cluster-down: $(STAMP) ## Stop the local control plane and remove its kubeconfig
 cluster-status: $(STAMP) ## Show the local control plane's processes and whether the API server answers
 	@$(BIN)/python -m e2e.localcluster status
 
-demo: $(STAMP) ## The main job: install, then validate the examples
-	@echo "==> wayang validate examples/"
-	@$(BIN)/wayang validate --verbose examples/
+demo: tools ## The whole story on a fresh local cluster: chart, publish, approve, run, audit (root)
+	@$(BIN)/python -m e2e.demo
 
 images: $(STAMP) ## Build the runtime and sample plugin images as OCI archives (no Docker)
 	@$(BIN)/python runtime-images/build.py --out .images

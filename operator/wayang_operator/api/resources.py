@@ -233,15 +233,20 @@ class PluginApproval(ApiModel):
 
 class LabelSelectorRequirement(ApiModel):
     key: ShortText
+    """The namespace label's key."""
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    """How the label's value relates to `values`."""
     values: Annotated[list[ShortText], Field(max_length=64)] | None = None
+    """The values for In and NotIn; empty for Exists and DoesNotExist."""
 
 
 class LabelSelector(ApiModel):
     """A Kubernetes label selector; an empty selector matches every namespace."""
 
     match_labels: dict[str, str] | None = None
+    """Labels a namespace must carry, with these values."""
     match_expressions: Annotated[list[LabelSelectorRequirement], Field(max_length=16)] | None = None
+    """Requirements a namespace's labels must all meet."""
 
 
 class KeyAlgorithm(StrEnum):
@@ -251,7 +256,9 @@ class KeyAlgorithm(StrEnum):
 
 class TrustedKey(ApiModel):
     name: Annotated[str, Field(pattern="^[a-zA-Z0-9._-]+$", max_length=63)]
+    """The key's name: a signature `<name>:<base64>` names the key that made it."""
     algorithm: Annotated[KeyAlgorithm, LAX]
+    """Ed25519, or ECDSA P-256 with SHA-256."""
     public_key: Annotated[str, Field(min_length=1, max_length=4096)]
     """PEM-encoded public key (SubjectPublicKeyInfo)."""
 
@@ -260,13 +267,20 @@ class SigningPolicy(ApiModel):
     required: bool = True
     """Whether plugins must carry a valid signature from a trusted key."""
     trusted_keys: Annotated[list[TrustedKey], Field(max_length=32)] | None = None
+    """The keys whose signatures this policy accepts (`wayang keygen` prints an entry)."""
 
 
 class MaxCounts(ApiModel):
+    """Most findings tolerated per severity, on top of maxSeverity; omitted: no count limit."""
+
     critical: Annotated[int, Field(ge=0), INTEGRAL] | None = None
+    """Most CRITICAL vulnerabilities tolerated."""
     high: Annotated[int, Field(ge=0), INTEGRAL] | None = None
+    """Most HIGH vulnerabilities tolerated."""
     medium: Annotated[int, Field(ge=0), INTEGRAL] | None = None
+    """Most MEDIUM vulnerabilities tolerated."""
     low: Annotated[int, Field(ge=0), INTEGRAL] | None = None
+    """Most LOW vulnerabilities tolerated."""
 
 
 class SeverityThreshold(StrEnum):
@@ -286,28 +300,43 @@ class ScanPolicy(ApiModel):
     max_severity: Annotated[SeverityThreshold, LAX] = SeverityThreshold.MEDIUM
     """Highest severity allowed; the default blocks HIGH and CRITICAL findings."""
     max_counts: MaxCounts | None = None
+    """Most vulnerabilities tolerated per severity."""
     ignore_unfixed: bool = False
+    """Whether vulnerabilities without a fixed version are left out of severity and counts."""
     block_secrets: bool = True
+    """Whether any secret found in the image (a key, a token) blocks the plugin."""
     allowed_licenses: Annotated[UniqueList[SpdxId], Field(max_length=256)] | None = None
+    """SPDX ids of the only licenses allowed; omitted allows any not denied."""
     denied_licenses: Annotated[UniqueList[SpdxId], Field(max_length=256)] | None = None
+    """SPDX ids of licenses that block the plugin."""
     rescan_interval: Duration = "24h"
+    """How often a digest is scanned again (the shortest interval among policies wins)."""
     max_database_age: Duration = "72h"
+    """Oldest vulnerability database whose scan this policy accepts."""
 
 
 class ApprovalRequirement(ApiModel):
     """How many distinct approvers plugins matching all the given selectors need."""
 
     sandbox_level: Annotated[SandboxLevel, LAX] | None = None
+    """Only plugins with this sandbox level; omitted: any."""
     capability: Annotated[Capability, LAX] | None = None
+    """Only plugins that declare this capability; omitted: any."""
     category: Annotated[Category, LAX] | None = None
+    """Only plugins of this category; omitted: any."""
     approvers: Annotated[int, Field(ge=0, le=16), INTEGRAL]
+    """Distinct approvers needed (0: no approval needed)."""
 
 
 class AutoApprovalRule(ApiModel):
+    """A CEL rule that approves the plugins it is true for, without a person."""
+
     name: Annotated[str, Field(pattern="^[a-zA-Z0-9._-]+$", max_length=63)]
+    """The rule's name."""
     expression: Annotated[str, Field(min_length=1, max_length=4096)]
     """CEL over `plugin` (the spec) and `scan` (the summary); true approves automatically."""
     description: LongText | None = None
+    """What the rule is for, for people."""
 
 
 class ApprovalPolicy(ApiModel):
@@ -316,26 +345,34 @@ class ApprovalPolicy(ApiModel):
     allow_self_approval: bool = False
     """Whether the publisher may approve their own plugin."""
     auto_approve: Annotated[list[AutoApprovalRule], Field(max_length=32)] | None = None
+    """Rules that approve automatically; a rule that fails to evaluate approves nothing."""
 
 
 class RuntimeClasses(ApiModel):
     """RuntimeClass per sandbox level; empty means the node's default runtime (runc)."""
 
     trusted: ShortText = ""
+    """RuntimeClass of trusted plugins."""
     semi_trusted: ShortText = Field(default="gvisor", alias="semi-trusted")
+    """RuntimeClass of semi-trusted plugins."""
     untrusted: ShortText = "gvisor"
+    """RuntimeClass of untrusted plugins."""
 
 
 class PluginPolicySpec(ApiModel):
     namespace_selector: LabelSelector | None = None
     """Namespaces this policy covers; omitted or empty covers all."""
     signing: SigningPolicy | None = None
+    """Signatures: whether required, and by which keys."""
     allowed_registries: Annotated[list[ShortText], Field(max_length=64)] | None = None
     """Prefixes an artifact's location must start with (implementation.repository if set, else
     the coordinate; URL schemes are ignored); omitted allows any."""
     scan: ScanPolicy | None = None
+    """What a scan of the plugin's artifact may find."""
     approval: ApprovalPolicy | None = None
+    """How many people must approve, and what is approved automatically."""
     runtime_classes: RuntimeClasses | None = None
+    """The RuntimeClass each sandbox level runs under."""
     allow_secrets: bool = False
     """Whether requiredSecrets may be mounted into plugin workloads."""
 

@@ -26,11 +26,36 @@ from ..auditlog.verify import Report, Snapshot, Verifier, verify
 USAGE = 2
 
 
-def _source(parser: argparse.ArgumentParser) -> None:
+DEFAULT_NAMESPACE = "default"
+"""The operator's namespace when none is given (a standalone operator's default; the chart's is
+its release namespace, e.g. wayang-system)."""
+
+
+def _cluster(parser: argparse.ArgumentParser) -> None:
+    """kubectl's flags, here or before `audit` (SUPPRESS: an absent one overrides nothing)."""
     parser.add_argument(
-        "-n", "--namespace", default="default", help="the operator's namespace (cluster store)"
+        "-n",
+        "--namespace",
+        default=argparse.SUPPRESS,
+        help=f"the operator's namespace, where the log lives (default: {DEFAULT_NAMESPACE})",
     )
+    parser.add_argument("--kubeconfig", default=argparse.SUPPRESS, help="kubeconfig file")
+    parser.add_argument("--context", default=argparse.SUPPRESS, help="kubeconfig context")
+
+
+def _source(parser: argparse.ArgumentParser) -> None:
+    _cluster(parser)
     parser.add_argument("--postgres", metavar="DSN", help="read the PostgreSQL store instead")
+
+
+def _namespace(args: argparse.Namespace) -> str:
+    return str(getattr(args, "namespace", None) or DEFAULT_NAMESPACE)
+
+
+def _connect(args: argparse.Namespace) -> None:
+    from ..kube import load_client_configuration  # noqa: PLC0415 - needs the client
+
+    load_client_configuration(getattr(args, "kubeconfig", None), getattr(args, "context", None))
 
 
 def register(commands: Any) -> None:
@@ -65,7 +90,7 @@ def register(commands: Any) -> None:
     latest.set_defaults(handler=run_checkpoint)
 
     pubkey = sub.add_parser("pubkey", help="print the published verifier key")
-    pubkey.add_argument("-n", "--namespace", default="default")
+    _cluster(pubkey)
     pubkey.set_defaults(handler=run_pubkey)
 
     init = sub.add_parser("postgres-init", help="create the PostgreSQL schema and writer role")
@@ -85,24 +110,24 @@ async def _snapshot(args: argparse.Namespace) -> Snapshot:
 
         return await pg_snapshot(args.postgres)
     from ..auditlog.configmaps import snapshot  # noqa: PLC0415 - needs the client
-    from ..kube import KubeApi, load_configuration  # noqa: PLC0415
+    from ..kube import KubeApi  # noqa: PLC0415
 
-    load_configuration()
-    return await snapshot(KubeApi(), args.namespace)
+    _connect(args)
+    return await snapshot(KubeApi(), _namespace(args))
 
 
-async def _published(namespace: str) -> tuple[str, str] | None:
+async def _published(args: argparse.Namespace) -> tuple[str, str] | None:
     from ..auditlog.configmaps import published_verifier  # noqa: PLC0415
-    from ..kube import KubeApi, load_configuration  # noqa: PLC0415
+    from ..kube import KubeApi  # noqa: PLC0415
 
-    load_configuration()
-    return await published_verifier(KubeApi(), namespace)
+    _connect(args)
+    return await published_verifier(KubeApi(), _namespace(args))
 
 
 def _verifier(args: argparse.Namespace) -> Verifier | str:
     published = None
     if not (args.vkey and args.origin):  # else no cluster is needed (PostgreSQL, offline copies)
-        published = asyncio.run(_published(args.namespace))
+        published = asyncio.run(_published(args))
     vkey = args.vkey.read_text().strip() if args.vkey else (published[0] if published else None)
     origin = args.origin or (published[1] if published else None)
     if vkey is None or origin is None:
@@ -148,7 +173,7 @@ def run_verify(args: argparse.Namespace) -> int:
     source = (
         f"postgres {args.postgres.split()[0]}"
         if args.postgres
-        else f"ConfigMaps in {args.namespace}"
+        else f"ConfigMaps in {_namespace(args)}"
     )
     if args.output == "json":
         document = {
@@ -225,9 +250,9 @@ def run_checkpoint(args: argparse.Namespace) -> int:
 
 
 def run_pubkey(args: argparse.Namespace) -> int:
-    published = asyncio.run(_published(args.namespace))
+    published = asyncio.run(_published(args))
     if published is None:
-        return _fail(f"no published verifier key in {args.namespace} (is the operator running?)")
+        return _fail(f"no published verifier key in {_namespace(args)} (is the operator running?)")
     print(published[0])
     print(f"# origin: {published[1]}", file=sys.stderr)
     return 0

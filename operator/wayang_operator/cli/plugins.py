@@ -338,6 +338,7 @@ def run_decide(args: argparse.Namespace) -> int:
             )
         else:
             sys.stdout.write(render.dump(created, args.output))
+        sys.stdout.flush()  # before --wait's progress on stderr, also in a pipe
         if not args.wait:
             return 0
         return await _wait(
