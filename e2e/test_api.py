@@ -46,9 +46,16 @@ def test_crds_are_established(kube: Kube) -> None:
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda path: path.stem)
 def test_every_example_applies(kube: Kube, namespace: str, path: Path) -> None:
     result = kube.run("apply", "-f", str(path), namespace=namespace)
-    assert (
-        "created" in result.stdout or "configured" in result.stdout or "unchanged" in result.stdout
-    )
+    try:
+        assert (
+            "created" in result.stdout
+            or "configured" in result.stdout
+            or "unchanged" in result.stdout
+        )
+    finally:
+        # cluster-scoped examples (the policy, the RBAC roles) outlive the namespace: a policy
+        # left behind would govern every later test's tenant namespaces too
+        kube.run("delete", "-f", str(path), "--ignore-not-found", namespace=namespace, check=False)
 
 
 def _container_plugin() -> dict[str, Any]:
