@@ -106,9 +106,11 @@ def default_layout() -> Layout:
 
 
 def free_port() -> int:
-    """A TCP port on loopback that is free right now (the caller binds it soon after)."""
+    """A TCP port free right now on every address (the caller binds it soon after). Probed on
+    the wildcard address: a port free on loopback may be held on the host's address (the
+    kubelet listens on the node IP), and the operator's webhook binds 0.0.0.0."""
     with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
+        probe.bind(("", 0))
         port: int = probe.getsockname()[1]
         return port
 
