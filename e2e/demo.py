@@ -17,6 +17,7 @@ The release is left installed (the guides' final uninstall is skipped) so you ca
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -70,6 +71,14 @@ def main() -> int:
         kubectl=Path(cluster.kubectl),
         node=node,
     )
+
+    # The story starts where the e2e tier's does: CRDs applied by hand before the chart (the
+    # admin guide shows how a release adopts them), so both play the same pages.
+    subprocess.run(
+        [str(cluster.kubectl), f"--kubeconfig={cluster.layout.kubeconfig}", "apply",
+         "--server-side", "--force-conflicts", "-f", str(ROOT / "crds")],
+        check=True, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
 
     say("==> [3/3] the guides, played by their people (docs/)")
     try:
