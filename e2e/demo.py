@@ -17,6 +17,7 @@ The release is left installed (the guides' final uninstall is skipped) so you ca
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import time
@@ -64,6 +65,7 @@ def main() -> int:
 
     say("==> [2/3] images, trivy's offline database, plugin archives")
     folder = cluster.layout.root / "demo"
+    shutil.rmtree(folder, ignore_errors=True)  # a previous demo's images and working folder
     environment = docs.prepare_environment(
         folder,
         kubeconfig=cluster.layout.kubeconfig,
