@@ -93,10 +93,12 @@ def main() -> int:
     say(
         f"\nThe story ran: {len(results)} commands from docs/, all as documented, in "
         f"{time.monotonic() - started:.0f} s.\n"
-        "The operator is still installed (namespace wayang-system). Look around:\n"
-        "  kubectl --context wayang-local wayang get -A\n"
-        "  kubectl --context wayang-local wayang explain echo -n team-a\n"
-        "  kubectl --context wayang-local wayang audit verify -n wayang-system\n"
+        "The operator is still installed (namespace wayang-system) and wayang-local is your\n"
+        "current kubectl context (with .venv/bin on PATH for the plugin). Look around:\n"
+        "  kubectl get wayang -A\n"
+        "  kubectl wayang get -A\n"
+        "  kubectl wayang explain echo -n team-a\n"
+        "  kubectl wayang audit verify -n wayang-system\n"
         "Stop everything with: make cluster-down"
     )
     return 0
