@@ -271,7 +271,8 @@ class KubeApi:
         return await _unless(NOT_FOUND, call)
 
     async def list_objects(self, plural: str, namespace: str | None) -> list[dict[str, Any]]:
-        """Every object of a namespaced kind of ours in `namespace`, or in all (None)."""
+        """Every object of a kind of ours in `namespace`, or (None) in all namespaces or, for a
+        cluster-scoped kind (policies), the cluster."""
 
         def call() -> list[dict[str, Any]]:
             if namespace is None:
@@ -377,17 +378,6 @@ class KubeApi:
         def call() -> str:
             meta = self._core.read_namespace(name).metadata
             return str(meta.uid if meta else "")
-
-        return await _with_retries(call)
-
-    async def list_cluster(self, plural: str) -> list[dict[str, Any]]:
-        """Every object of a cluster-scoped kind of ours (policies: few by nature)."""
-
-        def call() -> list[dict[str, Any]]:
-            found = cast(
-                dict[str, Any], self._custom.list_cluster_custom_object(GROUP, VERSION, plural)
-            )
-            return list(found.get("items") or [])
 
         return await _with_retries(call)
 

@@ -439,6 +439,12 @@ class ScanReport(ApiModel):
     status: ScanReportStatus | None = None
 
 
+def report_name(digest: str) -> str:
+    """The ScanReport of a digest: `sha256:abc…` → `sha256-abc…`, a valid object name, one per
+    digest (the operator creates it under this name; the CLI and explain look it up by it)."""
+    return digest.replace(":", "-")
+
+
 # --------------------------------------------------------------------------------------------
 # Presentation
 

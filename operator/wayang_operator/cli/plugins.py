@@ -29,13 +29,12 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 from ..api.meta import API_VERSION
-from ..api.resources import ApprovalPhase, ConditionType, Decision, PluginPhase
+from ..api.resources import ApprovalPhase, ConditionType, Decision, PluginPhase, report_name
 from ..core.explain import (
     PLUGIN_LABEL,
     Explanation,
     StepState,
     explain,
-    report_name,
     short_digest,
 )
 from ..core.gates import Reason

@@ -96,7 +96,7 @@ async def _forbidding_policies(namespace: str) -> list[str]:
     """Names of the policies applying to the namespace that forbid self-approval."""
     settings = RUNTIME.settings
     labels = await RUNTIME.api.namespace_labels(namespace) if settings.watch_namespaces else {}
-    bodies = await RUNTIME.api.list_cluster("pluginpolicies")
+    bodies = await RUNTIME.api.list_objects("pluginpolicies", None)
     named = (policy_of(str(b.get("metadata", {}).get("name", "")), b) for b in bodies)
     policies = [policy for policy in named if policy is not None]
     return [p.name for p in applicable(policies, labels) if not p.approval.allow_self_approval]

@@ -25,7 +25,7 @@ from pydantic import BaseModel
 from .. import metrics
 from ..api.descriptor import PluginDescriptor
 from ..api.errors import ErrorPayload, ErrorType
-from ..api.resources import ScanReportSpec, ScanReportStatus
+from ..api.resources import ScanReportSpec, ScanReportStatus, report_name
 from ..core.references import pinned_reference
 from ..core.scanpolicy import parse_time
 from ..kube import KubeApi
@@ -40,11 +40,6 @@ logger = logging.getLogger("wayang.scans")
 PLURAL = "scanreports"
 MAX_RETRY = 3600.0
 CACHED_OUTPUTS = 64
-
-
-def report_name(digest: str) -> str:
-    """`sha256:abc…` → `sha256-abc…`: a valid object name, one per digest."""
-    return digest.replace(":", "-")
 
 
 @dataclass(frozen=True)

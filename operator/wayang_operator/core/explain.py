@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from ..api.resources import ApprovalPhase, ConditionType, Decision, PluginPhase
+from ..api.resources import ApprovalPhase, ConditionType, Decision, PluginPhase, report_name
 from .gates import Reason
 
 OBSERVED = "Observed"
@@ -155,12 +155,6 @@ def short_digest(digest: str | None, length: int = 12) -> str:
     if not hexdigits:
         return digest[:length]
     return f"{algorithm}:{hexdigits[:length]}" + ("…" if len(hexdigits) > length else "")
-
-
-def report_name(digest: str) -> str:
-    """The ScanReport of a digest: `sha256:abc…` → `sha256-abc…` (controller.scans names it so;
-    that module is kopf wiring, which this pure module may not import)."""
-    return digest.replace(":", "-")
 
 
 def _decided(ctx: _Context, decision: Decision) -> ApprovalView | None:
