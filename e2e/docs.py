@@ -65,8 +65,6 @@ README = ROOT / "README.md"
 VENV_BIN = ROOT / ".venv" / "bin"
 COMMAND_TIMEOUT = 600.0
 """Seconds any one command may take (`helm install --wait` is the slowest)."""
-PLUGIN_USER = 65532
-"""The operator image's user: it must be able to write trivy's cache on a hostPath."""
 
 _FENCE = re.compile(r"^(\s*)(```+|~~~+)\s*(\S*)")
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
@@ -491,29 +489,6 @@ def describe(event: Progress) -> str:
 # The environment the pages assume
 
 
-def _copy_tree(source: Path, target: Path) -> None:
-    """Hard links where possible (image layouts are large), copies otherwise."""
-
-    def link(src: str, dst: str) -> object:
-        try:
-            os.link(src, dst)
-        except OSError:
-            shutil.copy2(src, dst)
-        return dst
-
-    shutil.copytree(source, target, copy_function=link, symlinks=False, dirs_exist_ok=True)
-
-
-def _open_to(path: Path, uid: int | None) -> None:
-    """Readable by the pods' user (and writable, for trivy's cache, when `uid` is given)."""
-    for folder, dirs, files in os.walk(path):
-        for name in [folder, *(os.path.join(folder, n) for n in dirs + files)]:
-            if uid is not None and os.geteuid() == 0:
-                os.chown(name, uid, uid)
-            mode = os.stat(name).st_mode
-            os.chmod(name, mode | 0o444 | (0o111 if os.path.isdir(name) else 0))
-
-
 def prepare_environment(
     folder: Path,
     *,
@@ -545,19 +520,14 @@ def prepare_environment(
     echo = node.import_image(Path(echo_info["tar"]))
     fixtures = scanfixtures.images(folder / "scan-images")
 
-    archives = folder / "archives"
-    archives.mkdir(parents=True, exist_ok=True)
-    for digest, layout in (
-        (echo.digest, Path(echo_info["layout"])),
-        (fixtures["vulnerable"].digest, fixtures["vulnerable"].layout),
-        (fixtures["clean"].digest, fixtures["clean"].layout),
-    ):
-        target = archives / digest.replace(":", "-")
-        if not target.exists():
-            _copy_tree(Path(layout), target)
-    _open_to(archives, None)
-    cache = scanfixtures.vulnerability_db(folder / "trivy-cache")
-    _open_to(cache, PLUGIN_USER)
+    cache, archives = scanfixtures.for_operator_pods(
+        folder,
+        {
+            echo.digest: Path(echo_info["layout"]),
+            fixtures["vulnerable"].digest: Path(fixtures["vulnerable"].layout),
+            fixtures["clean"].digest: Path(fixtures["clean"].layout),
+        },
+    )
 
     workdir = folder / "work"
     workdir.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,8 @@ import contextlib
 import json
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -145,3 +147,48 @@ def reason_becomes(kube: Kube, namespace: str, name: str, kind: str, reason: str
             return found
         time.sleep(0.3)
     raise AssertionError(f"{name} {kind} is {found}, not {reason}")
+
+
+def execute(
+    kube: Kube,
+    namespace: str,
+    plugin: str,
+    inputs: dict[str, Any],
+    properties: dict[str, Any] | None = None,
+    *,
+    patience: float = 20,
+) -> dict[str, Any]:
+    """POST /execute to the plugin's Service (retrying only until kube-proxy routes it)."""
+    service = kube.get("service", f"wayang-{plugin}", namespace)
+    body = json.dumps({"inputs": inputs, "properties": properties or {}}).encode()
+    address = f"http://{service['spec']['clusterIP']}/execute"
+    deadline = time.monotonic() + patience
+    while True:
+        request = urllib.request.Request(
+            address, data=body, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=15) as response:
+                answer: dict[str, Any] = json.load(response)
+                return answer
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
+def pods_of(kube: Kube, namespace: str, plugin: str) -> list[dict[str, Any]]:
+    found = kube.run(
+        "get", "pods", "-l", f"wayang.io/plugin={plugin}", "-o", "json", namespace=namespace
+    )
+    return list(json.loads(found.stdout)["items"])
+
+
+def until(what: str, check: Any, timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)

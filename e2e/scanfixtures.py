@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
+import shutil
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from e2e.localcluster.build import ensure_built, ensure_tool
@@ -141,3 +143,48 @@ def offline_scanning(images: Iterable[Image], folder: Path) -> dict[str, str]:
         "WAYANG_SCAN_OFFLINE": "true",
         "WAYANG_SCAN_ARCHIVES": str(archives),
     }
+
+
+OPERATOR_UID = 65532
+"""The operator image's user: it reads the archives and writes trivy's cache."""
+
+
+def for_operator_pods(folder: Path, layouts: Mapping[str, Path]) -> tuple[Path, Path]:
+    """(trivy's cache with the test database, a folder of images by digest) for operator pods
+    that mount both as hostPath volumes (the chart's `scanning.cache` and `scanning.archives`):
+    the images are hard links or copies, since a symlink out of a hostPath leads nowhere inside
+    the container; everything is readable by the pods' user, the cache is theirs (trivy writes
+    it)."""
+    archives = folder / "archives"
+    archives.mkdir(parents=True, exist_ok=True)
+    for digest, layout in layouts.items():
+        target = archives / digest.replace(":", "-")
+        if not target.exists():
+            _link_tree(layout, target)
+    _open_to(archives, None)
+    cache = vulnerability_db(folder / "trivy-cache")
+    _open_to(cache, OPERATOR_UID)
+    return cache, archives
+
+
+def _link_tree(source: Path, target: Path) -> None:
+    """Hard links where possible (image layouts are large), copies otherwise."""
+
+    def link(src: str, dst: str) -> object:
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+        return dst
+
+    shutil.copytree(source, target, copy_function=link, symlinks=False, dirs_exist_ok=True)
+
+
+def _open_to(path: Path, uid: int | None) -> None:
+    """Readable by every user (and owned by `uid`, when given and we may chown)."""
+    for folder, dirs, files in os.walk(path):
+        for name in [folder, *(os.path.join(folder, n) for n in dirs + files)]:
+            if uid is not None and os.geteuid() == 0:
+                os.chown(name, uid, uid)
+            mode = os.stat(name).st_mode
+            os.chmod(name, mode | 0o444 | (0o111 if os.path.isdir(name) else 0))

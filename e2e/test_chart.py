@@ -25,12 +25,11 @@ import yaml
 
 from e2e import flow
 from e2e.conftest import CRDS, ROOT, Kube
-from e2e.flow import approval, phase_becomes
+from e2e.flow import approval, execute, phase_becomes, pods_of, until
 from e2e.localcluster import node as localnode
 from e2e.localcluster.build import ensure_built
 from e2e.runtimeimages import build_images, operator_image, sample_images
-from e2e.scanfixtures import vulnerability_db
-from e2e.test_workloads import execute, pods_of, until
+from e2e.scanfixtures import for_operator_pods
 from wayang_operator.core.approval import REQUESTER_ANNOTATION
 
 CHART = ROOT / "charts" / "wayang-operator"
@@ -63,11 +62,11 @@ def run_helm(
     return result
 
 
-def install_values(image: localnode.ImportedImage, scanning: Path) -> list[str]:
+def install_values(image: localnode.ImportedImage, scanning: tuple[Path, Path]) -> list[str]:
     """The chart's values for the local node: the imported image, the approver, and trivy's
     offline database and the plugin images as archives, from host folders (no registry here)."""
-    cache = {"hostPath": {"path": str(scanning / "cache"), "type": "Directory"}}
-    archives = {"hostPath": {"path": str(scanning / "archives"), "type": "Directory"}}
+    cache = {"hostPath": {"path": str(scanning[0]), "type": "Directory"}}
+    archives = {"hostPath": {"path": str(scanning[1]), "type": "Directory"}}
     return [
         "--set", f"image.repository={image.repository}",
         "--set", f"image.digest={image.digest}",
@@ -128,27 +127,22 @@ def images(node: localnode.Node, tmp_path_factory: pytest.TempPathFactory) -> di
 
 
 @pytest.fixture(scope="module")
-def scanning(images: dict[str, Any]) -> Iterator[Path]:
-    """trivy's offline database (e2e/scanfixtures.py) and the echo image as an archive named by
-    digest, in a host folder the operator pods mount: copies, since a symlink out of a hostPath
-    leads nowhere inside the container, and open to the pods' uid 65532."""
+def scanning(images: dict[str, Any]) -> Iterator[tuple[Path, Path]]:
+    """trivy's offline database and the echo image by digest, in host folders the operator pods
+    mount (its layout from a reproducible rebuild: the node holds only the imported copy)."""
     folder = Path(tempfile.mkdtemp(prefix="wayang-chart-scan-", dir="/var/tmp"))
     try:
-        vulnerability_db(folder / "cache")
         (built,) = build_images(folder / "build", "sample-echo").values()
         assert built["digest"] == images["echo"].digest  # the build is reproducible
-        archive = folder / "archives" / built["digest"].replace(":", "-")
-        shutil.copytree(built["layout"], archive)
-        shutil.rmtree(folder / "build")
-        for path in [folder, *folder.rglob("*")]:
-            path.chmod(0o777 if path.is_dir() else 0o666)
-        yield folder
+        yield for_operator_pods(folder, {built["digest"]: Path(built["layout"])})
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
-def installed(kube: Kube, helm: Path, images: dict[str, Any], scanning: Path) -> Iterator[str]:
+def installed(
+    kube: Kube, helm: Path, images: dict[str, Any], scanning: tuple[Path, Path]
+) -> Iterator[str]:
     settled_namespace(kube)
     adopt_crds(kube)
     started = time.monotonic()

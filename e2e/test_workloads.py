@@ -23,8 +23,6 @@ import os
 import socket
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
@@ -33,7 +31,7 @@ import pytest
 
 from e2e import flow
 from e2e.conftest import ROOT, Kube
-from e2e.flow import approval, condition, phase_becomes, tenant_of
+from e2e.flow import approval, condition, execute, phase_becomes, pods_of, tenant_of, until
 from e2e.localcluster import node as localnode
 from e2e.operator_process import Operator
 from e2e.operator_process import running as running_operators
@@ -130,51 +128,6 @@ def publish_and_approve(kube: Kube, namespace: str, document: dict[str, Any]) ->
     phase_becomes(kube, namespace, name, "AwaitingApproval")
     assert approval(kube, namespace, name, "approver-1").returncode == 0
     return phase_becomes(kube, namespace, name, "Ready", timeout=READY_TIMEOUT)
-
-
-def execute(
-    kube: Kube,
-    namespace: str,
-    plugin: str,
-    inputs: dict[str, Any],
-    properties: dict[str, Any] | None = None,
-    *,
-    patience: float = 20,
-) -> dict[str, Any]:
-    """POST /execute to the plugin's Service (retrying only until kube-proxy routes it)."""
-    service = kube.get("service", f"wayang-{plugin}", namespace)
-    body = json.dumps({"inputs": inputs, "properties": properties or {}}).encode()
-    address = f"http://{service['spec']['clusterIP']}/execute"
-    deadline = time.monotonic() + patience
-    while True:
-        request = urllib.request.Request(
-            address, data=body, headers={"Content-Type": "application/json"}
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=15) as response:
-                answer: dict[str, Any] = json.load(response)
-                return answer
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.3)
-
-
-def pods_of(kube: Kube, namespace: str, plugin: str) -> list[dict[str, Any]]:
-    found = kube.run(
-        "get", "pods", "-l", f"wayang.io/plugin={plugin}", "-o", "json", namespace=namespace
-    )
-    return list(json.loads(found.stdout)["items"])
-
-
-def until(what: str, check: Any, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.5)
 
 
 def plugin_index(kube: Kube, namespace: str) -> list[dict[str, Any]]:
