@@ -1,11 +1,15 @@
 """The e2e tier: tests against a real Kubernetes API server.
 
 Which cluster, in order of preference:
-1. `--kubeconfig PATH` (or `$KUBECONFIG`): any cluster, e.g. a kind cluster on a laptop;
+1. `--kubeconfig PATH` (or `$KUBECONFIG`): any cluster, e.g. a kind cluster on a laptop, as long as
+   the Wayang operator is not installed on it (`preflight` says what the suite needs and refuses
+   a cluster that does not have it, before any test runs);
 2. `--kind`: create a throwaway kind cluster (needs Docker and `kind` on PATH) and delete it after;
-3. otherwise the local control plane of `e2e/localcluster`, built from upstream sources: reused
-   if `make cluster-up` already started one (then left running), else started for the session and
-   stopped at the end, leaving no process behind.
+3. otherwise a local control plane of the suite's own (`e2e/localcluster`, built from upstream
+   sources, state in `.cluster/e2e/`), started for the session from a clean slate and stopped at
+   its end. The cluster `make demo` or `make cluster-up` keeps in `.cluster/` is never touched,
+   except that the host's one node is lent to the session (`node.lend_host`) when a test needs
+   one, and given back, with its images, afterwards.
 
 The users approver-1, approver-2 and publisher-1 come from the local cluster's kubeconfig; on any
 other cluster they are made through the CertificateSigningRequest API (signer
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -60,6 +65,8 @@ class Kube:
     kubeconfig: Path
     admin_context: str | None
     user_contexts: dict[str, str] = field(default_factory=dict)
+    local: local.Layout | None = None
+    """The local cluster's folder when the session runs on the suite's own local cluster."""
 
     def run(
         self,
@@ -209,10 +216,14 @@ def kube(
             yield _installed(_with_csr_users(Kube(kubectl or "kubectl", kubeconfig, None), folder))
         return
     if given:
-        yield _installed(_with_csr_users(Kube(kubectl or "kubectl", Path(given), None), folder))
+        admin = Kube(kubectl or "kubectl", Path(given), None)
+        problems = preflight(admin)
+        if problems:
+            pytest.exit(refusal(Path(given), problems), returncode=4)
+        yield _installed(_with_csr_users(admin, folder))
         return
-    running = local.current()
-    cluster = running or local.up()
+    layout = local.e2e_layout()
+    cluster = local.up(layout)
     users = {identity.user: identity.user for identity in local.USERS}
     try:
         yield _installed(
@@ -221,11 +232,111 @@ def kube(
                 cluster.layout.kubeconfig,
                 local.CLUSTER_NAME,
                 users,
+                layout,
             )
         )
     finally:
-        if running is None:
-            local.down()
+        local.down(layout)
+
+
+WEBHOOK_CONFIGURATION = "wayang-e2e.wayang.io"
+"""The name of the webhook configurations the suite's operator processes manage."""
+E2E_TENANT_LABEL = "wayang-e2e/tenant"
+"""The label by which the suite's own PluginPolicies select their test's namespace."""
+WAYANG = ".wayang.io"
+"""How the operator's webhooks are named."""
+MINIMUM_MINOR = 30
+"""ValidatingAdmissionPolicy is GA from Kubernetes 1.30."""
+
+
+def preflight(kube: Kube) -> list[str]:
+    """What keeps a cluster the suite did not make from being one it can test on, in words.
+
+    The suite runs its own operator processes with their own webhooks and PluginPolicies. An
+    operator already installed (the Helm chart, a `make demo`) would answer the same admission
+    requests and reconcile the same Plugins, and its policies would govern the test namespaces:
+    tests would fail in ways that look like product bugs. Leftovers of an earlier session of this
+    suite (its webhook configuration) are removed instead of reported.
+    """
+    problems = []
+    version = kube.run("version", "-o", "json", check=False)
+    if version.returncode != 0:
+        return [f"the API server does not answer: {version.stderr.strip()[:300]}"]
+    server = yaml.safe_load(version.stdout).get("serverVersion") or {}
+    minor = int("".join(c for c in str(server.get("minor", "0")) if c.isdigit()) or 0)
+    if (str(server.get("major")), minor) < ("1", MINIMUM_MINOR):
+        problems.append(
+            f"Kubernetes {server.get('gitVersion')}: the suite needs 1.{MINIMUM_MINOR} or newer "
+            "(ValidatingAdmissionPolicy)"
+        )
+    allowed = kube.run("auth", "can-i", "*", "*", "--all-namespaces", check=False)
+    if allowed.stdout.strip() != "yes":
+        problems.append(
+            "the kubeconfig's user is not a cluster admin (`kubectl auth can-i '*' '*'` says "
+            f"{allowed.stdout.strip() or allowed.stderr.strip()[:200]}): the suite installs CRDs, "
+            "webhooks and RBAC, and signs client certificates for its test users"
+        )
+    for kind in ("validatingwebhookconfigurations", "mutatingwebhookconfigurations"):
+        listed = kube.run("get", kind, "-o", "json", check=False)
+        for item in (yaml.safe_load(listed.stdout) or {}).get("items", []) if listed.stdout else []:
+            name = item["metadata"]["name"]
+            hooks = [
+                h["name"] for h in item.get("webhooks") or [] if h["name"].endswith(".wayang.io")
+            ]
+            if not hooks:
+                continue
+            if name == WEBHOOK_CONFIGURATION:
+                kube.run("delete", kind, name, "--ignore-not-found", check=False)
+                continue
+            problems.append(
+                f"{kind[:-1]}/{name} sends wayang.io objects to an installed operator "
+                f"({', '.join(hooks)})"
+            )
+    deployments = kube.run(
+        "get", "deployments", "--all-namespaces", "-l", "app.kubernetes.io/name=wayang-operator",
+        "-o", "json", check=False,
+    )  # fmt: skip
+    for item in (
+        (yaml.safe_load(deployments.stdout) or {}).get("items", []) if deployments.stdout else []
+    ):
+        meta = item["metadata"]
+        release = meta.get("labels", {}).get("app.kubernetes.io/instance", meta["name"])
+        problems.append(
+            f"deployment/{meta['name']} in namespace {meta['namespace']} runs the operator "
+            f"(helm release {release!r}: `helm uninstall {release} -n {meta['namespace']}`)"
+        )
+    policies = kube.run("get", "pluginpolicies", "-o", "json", check=False)
+    for item in (
+        (yaml.safe_load(policies.stdout) or {}).get("items", []) if policies.returncode == 0 else []
+    ):
+        selector = (item.get("spec") or {}).get("namespaceSelector") or {}
+        if E2E_TENANT_LABEL not in (selector.get("matchLabels") or {}):
+            problems.append(
+                f"pluginpolicy/{item['metadata']['name']} would govern the test namespaces "
+                f"(namespaceSelector {json.dumps(selector)})"
+            )
+    return problems
+
+
+def _items(kube: Kube, *args: str) -> list[dict[str, Any]]:
+    """The items of a list, or none where the kind does not exist (yet)."""
+    listed = kube.run(*args, "-o", "json", check=False)
+    if listed.returncode != 0:
+        return []
+    return list((yaml.safe_load(listed.stdout) or {}).get("items") or [])
+
+
+def refusal(kubeconfig: Path, problems: list[str]) -> str:
+    lines = "\n".join(f"  - {problem}" for problem in problems)
+    return (
+        f"the e2e tier will not run on the cluster of {kubeconfig}:\n{lines}\n"
+        "It runs its own operator processes, webhooks and PluginPolicies, and needs a cluster "
+        "where no Wayang operator is installed and no other PluginPolicy exists. Either:\n"
+        "  - run it on a cluster of its own: `make e2e` (the local one, started and stopped by "
+        "the session) or `make e2e E2E_ARGS=--kind`;\n"
+        "  - or remove the installation from this cluster first: `helm uninstall RELEASE -n "
+        "NAMESPACE` and `kubectl delete pluginpolicies --all` (the CRDs may stay)."
+    )
 
 
 def _installed(kube: Kube) -> Kube:
@@ -248,18 +359,13 @@ def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def node(kube: Kube) -> Iterator[localnode.Node]:
     """The local node (e2e/localcluster/node.py), for tests whose pods must really run. It needs
-    root and the local cluster (with --kubeconfig or --kind the node is not ours to start): the
-    tests that use it are skipped otherwise. A node that `up --node` started is reused and left
-    running; else the session starts one and stops it at the end."""
+    root and the suite's own local cluster (with --kubeconfig or --kind the node is not ours to
+    start): the tests that use it are skipped otherwise. The session borrows the host's one node
+    slot (`lend_host`): a node another local cluster runs is stopped meanwhile and started again
+    at the end."""
     if os.geteuid() != 0:
         pytest.skip("the local node needs root (containerd, iptables, cgroups, mounts)")
-    cluster = local.current()
-    if cluster is None or kube.kubeconfig.resolve() != cluster.layout.kubeconfig.resolve():
+    if kube.local is None:
         pytest.skip("not the local cluster: a node is only started on e2e/localcluster's")
-    running = localnode.current(cluster.layout)
-    started = running or localnode.up(cluster.layout)
-    try:
+    with localnode.lend_host(kube.local) as started:
         yield started
-    finally:
-        if running is None:
-            localnode.stop(cluster.layout)

@@ -13,15 +13,22 @@
 
 The release is left installed (the guides' final uninstall is skipped) so you can look around;
 `make cluster-down` stops everything. Exit 0 only if every command did what its page says.
+
+The state it leaves (each Plugin's phase) is written to `.cluster/demo/left.json`, and `--check`
+(`make demo-check`) waits until the cluster shows that state again: CI runs it after `make e2e`,
+which borrows the host's one node and must give the demo its cluster back as it was.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from e2e import docs
 from e2e.localcluster import __main__ as localcluster
@@ -31,6 +38,10 @@ from e2e.localcluster import node as localnode
 ROOT = Path(__file__).resolve().parents[1]
 LEFT_OUT = ("admin.md", "Uninstall")
 """The guides' last step, skipped so the demo leaves a working installation behind."""
+SYSTEM = "wayang-system"
+"""Where the guides install the chart."""
+CHECK_TIMEOUT = 300.0
+"""How long `--check` waits for the node, the operator and the plugins to be back."""
 
 
 def say(message: str) -> None:
@@ -51,7 +62,91 @@ def demo_steps() -> list[docs.Step]:
     return steps
 
 
-def main() -> int:
+def demo_folder(cluster: local.Cluster) -> Path:
+    return cluster.layout.root / "demo"
+
+
+def kubectl_json(cluster: local.Cluster, *args: str) -> dict[str, Any]:
+    answer: dict[str, Any] = json.loads(cluster.run_kubectl(*args, "-o", "json"))
+    return answer
+
+
+def left_state(cluster: local.Cluster) -> dict[str, str]:
+    """Each Plugin's phase, by `namespace/name`."""
+    plugins = kubectl_json(cluster, "get", "plugins", "--all-namespaces")["items"]
+    return {
+        f"{p['metadata']['namespace']}/{p['metadata']['name']}": (p.get("status") or {}).get(
+            "phase", ""
+        )
+        for p in plugins
+    }
+
+
+def check() -> int:
+    """Wait until the demo's cluster is as the demo left it: its node Ready, the chart's operator
+    Ready, every Plugin in the phase it had, and the audit log verifying."""
+    cluster = local.current()
+    if cluster is None:
+        say("no demo cluster answers: run `make demo`")
+        return 1
+    try:
+        expected = json.loads((demo_folder(cluster) / "left.json").read_text())
+    except (OSError, ValueError):
+        say(
+            f"{demo_folder(cluster)}/left.json is missing: the demo did not finish; run `make demo`"
+        )
+        return 1
+    deadline = time.monotonic() + CHECK_TIMEOUT
+    missing: list[str] = []
+    while time.monotonic() < deadline:
+        missing = []
+        if localnode.current(cluster.layout) is None:
+            missing.append("the node's processes are not running")
+        nodes = kubectl_json(cluster, "get", "nodes")["items"]
+        if not any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for n in nodes
+            for c in n.get("status", {}).get("conditions", [])
+        ):
+            missing.append("no Ready node")
+        deployment = kubectl_json(cluster, "get", "deployment", "wayang-operator", "-n", SYSTEM)
+        wanted = deployment["spec"].get("replicas", 1)
+        ready = deployment.get("status", {}).get("readyReplicas", 0)
+        if ready != wanted:
+            missing.append(f"the operator has {ready} of {wanted} replicas ready")
+        now = left_state(cluster)
+        missing += [
+            f"plugin {key} is {now.get(key) or 'gone'}, the demo left it {phase}"
+            for key, phase in expected.items()
+            if now.get(key) != phase
+        ]
+        if not missing:
+            break
+        time.sleep(2)
+    if missing:
+        say("the demo's cluster is not as the demo left it:\n  " + "\n  ".join(missing))
+        return 1
+    verify = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "kubectl-wayang"), "audit", "verify", "-n", SYSTEM,
+         f"--kubeconfig={cluster.layout.kubeconfig}", f"--context={local.CLUSTER_NAME}"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if verify.returncode != 0:
+        say(f"the audit log does not verify:\n{verify.stdout}{verify.stderr}")
+        return 1
+    phases = ", ".join(f"{key} {phase}" for key, phase in sorted(expected.items()))
+    say(f"the demo's cluster is as the demo left it: node and operator Ready; {phases}")
+    say(verify.stdout.strip().splitlines()[-1] if verify.stdout.strip() else "audit verified")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m e2e.demo")
+    parser.add_argument(
+        "--check", action="store_true", help="check that the demo's cluster is as it left it"
+    )
+    if parser.parse_args(argv).check:
+        return check()
     started = time.monotonic()
     say("==> [1/3] a fresh local cluster with a node (first run: builds from source, ~20 min)")
     localcluster.main(["down"])
@@ -64,7 +159,7 @@ def main() -> int:
     contexts = {docs.ADMIN: local.CLUSTER_NAME, **{u.user: u.user for u in local.USERS}}
 
     say("==> [2/3] images, trivy's offline database, plugin archives")
-    folder = cluster.layout.root / "demo"
+    folder = demo_folder(cluster)
     shutil.rmtree(folder, ignore_errors=True)  # a previous demo's images and working folder
     environment = docs.prepare_environment(
         folder,
@@ -90,6 +185,7 @@ def main() -> int:
     except docs.DocsError as error:
         say(f"\nFAILED: {error}")
         return 1
+    (folder / "left.json").write_text(json.dumps(left_state(cluster), indent=2))
     say(
         f"\nThe story ran: {len(results)} commands from docs/, all as documented, in "
         f"{time.monotonic() - started:.0f} s.\n"

@@ -16,10 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from e2e.conftest import Kube
+from e2e.conftest import WEBHOOK_CONFIGURATION, Kube
 from e2e.localcluster.cluster import free_port
-
-WEBHOOK_CONFIGURATION = "wayang-e2e.wayang.io"
 
 
 class Operator:
@@ -139,3 +137,33 @@ def running(kube: Kube, *operators: Operator) -> Iterator[None]:
             operator.kill()
         for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
             kube.run("delete", kind, WEBHOOK_CONFIGURATION, "--ignore-not-found", check=False)
+
+
+@contextlib.contextmanager
+def with_audit_log(
+    kube: Kube, folder: Path, audit_namespace: str, env: dict[str, str] | None = None
+) -> Iterator[Operator]:
+    """An operator with an audit log of its own, in a fresh namespace (a module's tests read or
+    tamper with it), removed at the end."""
+    kube.run("delete", "namespace", audit_namespace, "--ignore-not-found", "--wait=true")
+    kube.run("create", "namespace", audit_namespace)
+    operator = Operator(
+        kube, folder, env={**(env or {}), "WAYANG_AUDIT_NAMESPACE": audit_namespace}
+    )
+    try:
+        with running(kube, operator):
+            yield operator
+    finally:
+        kube.run("delete", "namespace", audit_namespace, "--wait=false", check=False)
+
+
+def audit_export(kube: Kube, audit_namespace: str) -> list[dict[str, Any]]:
+    """Every entry of the audit log in `audit_namespace`, as `wayang audit export` prints them."""
+    exported = subprocess.run(
+        [str(Path(sys.executable).parent / "wayang"), "audit", "export", "-n", audit_namespace],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "KUBECONFIG": str(kube.kubeconfig)},
+    ).stdout
+    return [json.loads(line)["entry"] for line in exported.splitlines()]

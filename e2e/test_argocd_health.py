@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from e2e.argocd import health_of, managers_of_spec
-from e2e.conftest import Kube
+from e2e.conftest import WEBHOOK_CONFIGURATION, Kube
 from e2e.flow import approval, phase_becomes, plugin, tenant_of
-from e2e.operator_process import WEBHOOK_CONFIGURATION, Operator
+from e2e.operator_process import Operator
 from e2e.operator_process import running as running_operators
 
 APPLIER = "kubectl-client-side-apply"

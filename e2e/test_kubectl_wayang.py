@@ -26,8 +26,7 @@ import yaml
 from e2e.conftest import Kube
 from e2e.flow import phase_becomes, plugin, tenant_of
 from e2e.localcluster.cluster import free_port
-from e2e.operator_process import Operator
-from e2e.operator_process import running as running_operators
+from e2e.operator_process import Operator, with_audit_log
 
 BIN = Path(sys.executable).parent
 CLI = BIN / "kubectl-wayang"
@@ -36,14 +35,8 @@ AUDIT_NAMESPACE = "wayang-e2e-kubectl-audit"
 
 @pytest.fixture(scope="module")
 def operator(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
-    kube.run("delete", "namespace", AUDIT_NAMESPACE, "--ignore-not-found", "--wait=true")
-    kube.run("create", "namespace", AUDIT_NAMESPACE)
-    running = Operator(
-        kube, tmp_path_factory.mktemp("operator"), env={"WAYANG_AUDIT_NAMESPACE": AUDIT_NAMESPACE}
-    )
-    with running_operators(kube, running):
+    with with_audit_log(kube, tmp_path_factory.mktemp("operator"), AUDIT_NAMESPACE) as running:
         yield running
-    kube.run("delete", "namespace", AUDIT_NAMESPACE, "--wait=false", check=False)
 
 
 @pytest.fixture
@@ -109,7 +102,7 @@ def test_get_explain_approve_revoke(kube: Kube, tenant: str) -> None:
 
     why = wayang(kube, "explain", "pii-redactor", "-n", tenant)
     assert why.returncode == 0, why.stderr
-    assert f"Awaiting approval: no PluginApproval for digest {digest[:19]}…" in why.stdout
+    assert f"Awaiting approval: no approval in force for digest {digest[:19]}…" in why.stdout
     assert f"kubectl wayang approve pii-redactor -n {tenant} --reason '...'" in why.stdout
     steps = json.loads(wayang(kube, "explain", "pii-redactor", "-n", tenant, "-o", "json").stdout)
     blocked = [s["gate"] for s in steps["steps"] if s["state"] == "Blocked"]
@@ -164,7 +157,10 @@ def test_publishers_cannot_approve_and_nobody_approves_their_own(kube: Kube, ten
     publish(kube, tenant, user="approver-1", name="own-work")
     own = wayang(kube, "approve", "own-work", "-n", tenant, "--reason", "looks fine to me")
     assert own.returncode == 1
-    assert "approver-1 published Plugin own-work and may not approve it" in own.stderr
+    assert (
+        "approver-1 is a publisher of Plugin own-work (created it or changed its approved "
+        "surface) and may not approve it" in own.stderr
+    )
     assert approvals(kube, tenant) == []
 
 

@@ -10,9 +10,9 @@ emulates (4.4.0), not the host's. A runc pod shares the host's kernel release.
 
 These need the node of e2e/localcluster/node.py, so they run only as root and only on the local
 cluster (not with --kubeconfig or --kind, where the node is not ours to start); otherwise they
-are skipped. A node that `python -m e2e.localcluster up --node` started is reused and left
-running; else the session starts one and stops it at the end. `WAYANG_CLUSTER_DIR` selects which
-local cluster (and so which node) that is.
+are skipped. The session starts the node on its own cluster and stops it at the end; a node
+another local cluster runs (`make demo`'s) is stopped meanwhile and started again afterwards
+(conftest's `node` fixture).
 """
 
 from __future__ import annotations

@@ -120,7 +120,8 @@ def test_two_approvers_for_a_sensitive_capability(kube: Kube, tenant: str) -> No
     set_policy(
         kube, tenant, {"approval": {"requirements": [{"capability": "network", "approvers": 2}]}}
     )
-    kube.apply(plugin(capabilities=["network"]), user="publisher-1", namespace=tenant)
+    networked = plugin(sandboxLevel="semi-trusted", capabilities=["network"])
+    kube.apply(networked, user="publisher-1", namespace=tenant)
     phase_becomes(kube, tenant, "pii-redactor", "AwaitingApproval")
     approval(kube, tenant, "pii-redactor", "approver-1")
     status = phase_becomes(kube, tenant, "pii-redactor", "AwaitingApproval")

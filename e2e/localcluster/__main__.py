@@ -4,7 +4,8 @@
 the current context, so `kubectl get ns` works right away; `down` removes it again.
 
 `up --node` also starts a node that runs pods under runc and gVisor (node.py; root only);
-`down` stops it with the control plane.
+`down` stops it with the control plane, and also whatever a killed e2e session left of its own
+cluster (`.cluster/e2e/`), so that `make cluster-down` always leaves no process behind.
 """
 
 from __future__ import annotations
@@ -18,7 +19,17 @@ from typing import Any
 import yaml
 
 from . import node
-from .cluster import CLUSTER_NAME, USERS, current, default_layout, down, log, status, up
+from .cluster import (
+    CLUSTER_NAME,
+    USERS,
+    current,
+    default_layout,
+    down,
+    e2e_layout,
+    log,
+    status,
+    up,
+)
 
 
 def _default_kubeconfig() -> Path:
@@ -82,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "down":
         node.stop(layout)
         down(layout)
+        leftover = e2e_layout()
+        if any(alive for _, _, alive in status(leftover)):
+            log(f"also stopping an e2e session's cluster left in {leftover.root}")
+            down(leftover)
         if not args.no_merge and target.exists():
             _merge(target, None)
         log("control plane stopped")

@@ -89,6 +89,13 @@ class Layout:
     def bin(self) -> Path:
         return self.root / "bin"
 
+    @property
+    def node_images(self) -> Path:
+        """The image archives imported into this cluster's node (node.py), kept beside the node
+        rather than in it: a node stopped to lend the host to another cluster gets them back
+        when it starts again, so the pods it ran come back too."""
+        return self.root / "node-images.json"
+
     def pid_file(self, name: str) -> Path:
         return self.pids / f"{name}.pid"
 
@@ -103,6 +110,14 @@ def default_layout() -> Layout:
     if explicit:
         return Layout(Path(explicit).expanduser().absolute())
     return Layout(Path(__file__).resolve().parents[2] / ".cluster")
+
+
+def e2e_layout() -> Layout:
+    """The e2e tier's own cluster, `e2e/` in the default folder: started by each session from a
+    clean slate and stopped at its end, so the suite never meets what `make demo` or a user
+    installed on the cluster they keep (the chart's webhooks, operator and default policy would
+    decide the tests' plugins), and never leaves anything on it."""
+    return Layout(default_layout().root / "e2e")
 
 
 def free_port() -> int:
@@ -167,6 +182,7 @@ def down(layout: Layout | None = None) -> None:
         _stop(layout, name)
     shutil.rmtree(layout.etcd_data, ignore_errors=True)
     layout.state.unlink(missing_ok=True)
+    layout.node_images.unlink(missing_ok=True)
 
 
 def _start(layout: Layout, name: str, args: list[str], env: dict[str, str] | None = None) -> int:

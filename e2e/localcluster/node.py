@@ -50,7 +50,7 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -383,9 +383,25 @@ def import_image(source: Path, layout: Layout | None = None) -> ImportedImage:
 
     The image gets its tag name and `<repository>@<manifest digest>` (`--digests` with the
     repository as base name), so pods can pin it by digest with `imagePullPolicy: Never` or
-    `IfNotPresent`; nothing is pulled.
+    `IfNotPresent`; nothing is pulled. The source is remembered beside the node
+    (`Layout.node_images`): when the node starts again after lending the host to another
+    cluster (`lend_host`), its images are imported again.
     """
-    nodes = NodeLayout(layout or default_layout())
+    layout = layout or default_layout()
+    image = _import(NodeLayout(layout), source)
+    known = _remembered_images(layout)
+    if str(source) not in known:
+        layout.node_images.write_text(json.dumps([*known, str(source)], indent=2))
+    return image
+
+
+def _remembered_images(layout: Layout) -> list[str]:
+    with contextlib.suppress(OSError, ValueError):
+        return [str(path) for path in json.loads(layout.node_images.read_text())]
+    return []
+
+
+def _import(nodes: NodeLayout, source: Path) -> ImportedImage:
     name = _image_name(source)
     digest = manifest_digest(source)
     image = ImportedImage(name, digest)
@@ -1036,6 +1052,33 @@ def up(layout: Layout | None = None) -> Node:
     return node
 
 
+@contextlib.contextmanager
+def lend_host(layout: Layout) -> Iterator[Node]:
+    """The host's one node, for the cluster in `layout`, for the length of the block.
+
+    A host runs one node (bridge, cgroup root and iptables chains are host-wide): if another
+    cluster's node runs here (the one `make demo` left to explore), it is stopped first and
+    started again afterwards on its own control plane, which kept running, with the images it
+    had imported (`Layout.node_images`), so its pods come back as they were. Our node is
+    stopped at the end.
+    """
+    other = _other_node(NodeLayout(layout))
+    lender = Layout(other.parent) if other is not None else None
+    if lender is not None:
+        log(
+            f"the node of the cluster in {lender.root} runs on this host, which has room for one: "
+            "stopping it for now; it starts again, with its images, when this one stops"
+        )
+        stop(lender)
+    try:
+        yield up(layout)
+    finally:
+        stop(layout)
+        if lender is not None and current_cluster(lender) is not None:
+            log(f"starting the node of the cluster in {lender.root} again")
+            up(lender)
+
+
 def _warn_if_api_server_dials_names(layout: Layout) -> None:
     """A control plane started before cluster.py passed `--kubelet-preferred-address-types`
     dials the kubelet by the node's name, which DNS does not know: pods run, logs/exec fail."""
@@ -1076,7 +1119,12 @@ def _start_node(layout: Layout, cluster: Cluster, binaries: dict[str, Path]) -> 
     ready = {
         "containerd": _wait("containerd", pid, layout, lambda: _socket_answers(nodes.socket), 30)
     }
-    import_image(pause, layout)
+    _import(nodes, pause)
+    for remembered in _remembered_images(layout):
+        if Path(remembered).exists():
+            _import(nodes, Path(remembered))
+        else:
+            log(f"not imported again: {remembered} is gone")
 
     certs = _node_certificates(layout, nodes, node_ip)
     ca_pem = (layout.pki / "ca.crt").read_bytes()
