@@ -135,6 +135,8 @@ async def _unless(status: int, call: Callable[[], T]) -> T | None:
         raise
 
 
+REFUSALS = frozenset({400, 403, 404, 409, 422})
+"""Answers that say the request itself is refused: sending it again changes nothing."""
 FIELD_MANAGER = "wayang-operator"
 APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"
@@ -150,7 +152,9 @@ class KubeApi:
 
     async def apply(self, body: dict[str, Any]) -> None:
         """Server-side apply of one object of a plugin's workload, as the operator's field
-        manager (forced: the operator owns what it renders; a hand edit is put back)."""
+        manager (forced: the operator owns what it renders; a hand edit is put back). A refusal
+        (invalid, forbidden by RBAC, an admission policy or a quota) is a `ClusterError` with
+        the API server's words; transient failures are retried."""
         kind = body["kind"]
         patch = {
             "ServiceAccount": self._core.patch_namespaced_service_account,
@@ -171,7 +175,70 @@ class KubeApi:
                 _content_type=APPLY,
             )
 
+        try:
+            await _with_retries(call)
+        except ApiException as error:
+            if error.status in REFUSALS:
+                refused = cluster_error(error)
+                assert refused is not None
+                raise refused from error
+            raise
+
+    async def patch_spec(
+        self, plural: str, namespace: str, name: str, spec: dict[str, Any]
+    ) -> None:
+        """Merge-patch the spec of one of our objects (a ScanReport the operator takes over)."""
+
+        def call() -> None:
+            self._custom.patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, name, {"spec": spec}
+            )
+
         await _with_retries(call)
+
+    async def whoami(self) -> str:
+        """The user name the API server authenticates these credentials as."""
+
+        def call() -> str:
+            review = client.AuthenticationV1Api().create_self_subject_review(
+                client.V1SelfSubjectReview(
+                    api_version="authentication.k8s.io/v1", kind="SelfSubjectReview"
+                )
+            )
+            user = review.status.user_info if review.status else None
+            return str(user.username or "") if user else ""
+
+        return await _with_retries(call)
+
+    async def annotate(
+        self, plural: str, namespace: str, name: str, annotations: dict[str, str]
+    ) -> None:
+        """Merge-patch annotations onto one of our objects."""
+
+        def call() -> None:
+            self._custom.patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                namespace,
+                plural,
+                name,
+                {"metadata": {"annotations": annotations}},
+            )
+
+        await _with_retries(call)
+
+    async def pod_event_messages(self, namespace: str, pod: str, reason: str) -> list[str]:
+        """The messages of a pod's events with this reason (the kubelet's FailedMount says
+        which Secret is missing; nothing in the pod's status does)."""
+
+        def call() -> list[str]:
+            events = self._core.list_namespaced_event(
+                namespace,
+                field_selector=f"involvedObject.kind=Pod,involvedObject.name={pod},reason={reason}",
+            )
+            return [str(event.message or "") for event in events.items]
+
+        return await _with_retries(call)
 
     async def scale_deployment(self, namespace: str, name: str, replicas: int) -> Gone | None:
         """Set a Deployment's replicas (unload: 0); `Gone` if there is no such Deployment."""

@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .api.resources import Peer
+
 
 class OperatorSettings(BaseSettings):
     model_config = SettingsConfigDict(
@@ -82,6 +84,16 @@ class OperatorSettings(BaseSettings):
     workload_ready_grace: float = Field(default=120.0, gt=0)
     """Seconds a running plugin container may stay unready before each interval counts as a
     failure for its circuit breaker."""
+    plugin_metrics_from: list[Peer] = Field(default_factory=list)
+    """Who may scrape the runtime hosts' metrics port (9102) of every plugin pod: network peers
+    as JSON (`[{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name":
+    "monitoring"}}}]`); empty = nobody outside the plugin's callers."""
+    plugin_otlp_endpoint: str = ""
+    """OTEL_EXPORTER_OTLP_ENDPOINT of every plugin's runtime host (OTLP over HTTP, e.g.
+    http://otel-collector.observability:4318); empty = the hosts send no spans."""
+    plugin_otlp_to: list[Peer] = Field(default_factory=list)
+    """Where that collector is (network peers as JSON): every plugin's NetworkPolicy lets the
+    runtime host reach it on the endpoint's port. Needed unless egress there is open anyway."""
     webhook_configuration: str = "wayang.io"
     """Name of the Mutating/ValidatingWebhookConfiguration kopf writes and keeps up to date (one
     process, e.g. on a laptop); empty when something else owns them (the Helm chart)."""

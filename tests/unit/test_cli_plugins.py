@@ -21,10 +21,19 @@ from kubernetes.client.exceptions import ApiException
 from tests import documents as d
 from tests.unit.core.test_explain import PASSING, condition, only, plugin_with
 
-from wayang_operator.api.resources import ConditionType, Decision, PluginPhase
+from wayang_operator.api.descriptor import PluginDescriptor
+from wayang_operator.api.resources import (
+    ConditionType,
+    Decision,
+    KeyAlgorithm,
+    PluginPhase,
+    TrustedKey,
+)
 from wayang_operator.cli import GROUPS, _prog, build_parser, main, plugins, render
+from wayang_operator.core import signing
 from wayang_operator.core.explain import explain
 from wayang_operator.core.gates import Reason
+from wayang_operator.core.surface import digest, surface_of
 from wayang_operator.kube import ClusterError, load_client_configuration
 
 NOW = datetime.datetime(2026, 11, 22, 10, 0, tzinfo=datetime.UTC)
@@ -212,6 +221,9 @@ class FakeApi:
             None,
         )
 
+    async def namespace_labels(self, name: str) -> dict[str, str]:
+        return {}
+
     async def create_new(self, plural: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         if self.refuse:
             raise self.refuse
@@ -269,6 +281,7 @@ def test_approve_sends_the_exact_artifact_and_no_approver(
     (body,) = api.created
     assert body["metadata"]["generateName"] == (f"a-waiting-approve-{d.SHA256.split(':')[1][:8]}-")
     assert body["metadata"]["labels"] == {"wayang.io/plugin": "a-waiting"}
+    powers = surface_of(PluginDescriptor.model_validate(d.descriptor(), by_alias=True))
     assert body["spec"] == {
         "plugin": "a-waiting",
         "pluginId": "com.example/data-processor",
@@ -276,8 +289,36 @@ def test_approve_sends_the_exact_artifact_and_no_approver(
         "digest": d.SHA256,
         "decision": "Approve",
         "reason": "reviewed",
-    }, "no approver: the webhook stamps it"
-    assert "pluginapproval.wayang.io/x-1 created: Approve" in capsys.readouterr().out
+        "surfaceDigest": digest(powers),
+    }, "no approver: the webhook stamps it; the surface shown is the one approved"
+    shown = capsys.readouterr()
+    assert "pluginapproval.wayang.io/x-1 created: Approve" in shown.out
+    assert "Approve of Plugin a-waiting in team-a, these powers" in shown.err
+    assert "  sandbox: semi-trusted" in shown.err
+    assert "  capabilities: none" in shown.err
+
+
+def test_a_signed_approval_for_git_is_printed_not_created(
+    api: FakeApi, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    key = signing.generate(KeyAlgorithm.ED25519)
+    (tmp_path / "alice.key").write_bytes(signing.private_pem(key))
+    assert (
+        main(["approve", "a-waiting", "--reason", "ok", "--sign", str(tmp_path / "alice.key")]) == 0
+    )
+    assert api.created == []
+    manifest = yaml.safe_load(capsys.readouterr().out)
+    assert manifest["metadata"]["namespace"] == "team-a"
+    assert manifest["metadata"]["name"].endswith("-alice")
+    spec = manifest["spec"]
+    fields = signing.ApprovalFields(
+        "team-a", "a-waiting", spec["pluginId"], spec["version"], spec["digest"],
+        spec["surfaceDigest"], "Approve", "ok",
+    )  # fmt: skip
+    entry = TrustedKey(
+        name="alice", algorithm=KeyAlgorithm.ED25519, public_key=signing.public_pem(key).decode()
+    )
+    assert signing.verify_approval(fields, spec["signature"], [entry]).verified
 
 
 def test_a_digest_other_than_the_live_one_is_refused_and_nothing_is_sent(
@@ -323,8 +364,9 @@ def test_refusals_are_one_sentence(
     command = ["get", "-A"] if "reachable" in said else ["approve", "a-waiting", "--reason", "x"]
     assert main(command) == 1
     err = capsys.readouterr().err
-    assert err.startswith("kubectl wayang: error: ")
-    assert said in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("kubectl wayang: error: "), "the powers shown first, then the error"
+    assert said in last
     assert "Traceback" not in err
 
 

@@ -201,3 +201,47 @@ def test_a_thousand_manifests_validate_quickly(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout[-2000:]
     assert "1000 valid" in result.stdout
+
+
+def test_what_admission_refuses_beyond_the_schema_is_refused_offline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An inline sensitive value (never echoed) and a container pulled from elsewhere than its
+    repository names: the webhook's refusals, found before the manifest reaches a cluster."""
+    plugin = d.plugin()
+    plugin["spec"]["properties"] = [{"name": "apiKey", "type": "string", "sensitive": True}]
+    plugin["spec"]["configuration"] = {"apiKey": "sk-canary-77"}
+    plugin["spec"]["implementation"] = {
+        "type": "container",
+        "coordinate": "evil.example.com/echo",
+        "repository": "oci://registry.example.com/team",
+        "digest": d.SHA256,
+    }
+    code, out = run([str(write(tmp_path, "p.yaml", plugin))], capsys)
+    assert code == 1
+    assert "spec.configuration.apiKey: property 'apiKey' is sensitive" in out
+    assert "sk-canary-77" not in out
+    assert "spec.implementation.repository: the image is pulled from the coordinate" in out
+    plugin["spec"]["configuration"] = {"apiKey": {"secretKeyRef": {"name": "llm", "key": "k"}}}
+    plugin["spec"]["implementation"]["coordinate"] = "registry.example.com/team/echo:1.0"
+    assert run([str(write(tmp_path, "ok.yaml", plugin))], capsys)[0] == 0
+
+
+def test_the_contract_is_checked_offline_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Configuration against the properties, and each property's celExpression, as the
+    operator's Validated gate checks them: a bad configuration no longer passes offline."""
+    plugin = d.plugin()
+    plugin["spec"]["properties"] = [
+        {"name": "mode", "type": "string", "validation": {"celExpression": "self in ['a', 'b']"}},
+        {"name": "limit", "type": "integer"},
+    ]
+    plugin["spec"]["configuration"] = {"mode": "c", "limit": "ten", "extra": 1}
+    code, out = run([str(write(tmp_path, "p.yaml", plugin))], capsys)
+    assert code == 1
+    assert "spec.configuration.mode: 'c' fails validation.celExpression" in out
+    assert "spec.configuration.limit: 'ten' is not of type integer" in out
+    assert "spec.configuration.extra: no property of this name is declared" in out
+    plugin["spec"]["configuration"] = {"mode": "a", "limit": 10}
+    assert run([str(write(tmp_path, "ok.yaml", plugin))], capsys)[0] == 0

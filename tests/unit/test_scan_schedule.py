@@ -11,6 +11,7 @@ from wayang_operator.api.errors import ErrorPayload, ErrorType
 from wayang_operator.api.resources import Artifact, ScanReportSpec, ScanReportStatus
 from wayang_operator.api.scan import ScanReport, ScanStatus
 from wayang_operator.controller.scans import Scanner, ScanRecord
+from wayang_operator.core.attestation import Attestor
 from wayang_operator.kube import KubeApi
 from wayang_operator.scanning import trivy
 from wayang_operator.settings import OperatorSettings
@@ -38,7 +39,7 @@ ERROR = ErrorPayload(
 
 
 def scanner(cache: Path) -> Scanner:
-    return Scanner(OperatorSettings(scan_cache_dir=cache), KubeApi())
+    return Scanner(OperatorSettings(scan_cache_dir=cache), KubeApi(), Attestor.generate())
 
 
 def record(**status: object) -> ScanRecord:

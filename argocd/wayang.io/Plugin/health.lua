@@ -4,7 +4,8 @@
 -- gate order and the first whose reason is not healthy decides; the phase is the fallback
 -- (no conditions) and the message's prefix.
 
--- Every condition reason the operator writes (core/gates.py Reason).
+-- BEGIN GENERATED: python -m wayang_operator.schemagen.argocd (from core/reasons.py)
+-- Every condition reason the operator writes, and its health.
 local REASONS = {
   Valid = "Healthy",
   InvalidSpec = "Degraded",
@@ -13,6 +14,10 @@ local REASONS = {
   SignatureNotRequired = "Healthy",
   SignatureInvalid = "Degraded",
   RegistryNotAllowed = "Degraded",
+  Granted = "Healthy",
+  CapabilityNotGranted = "Degraded",
+  SecretNotAllowed = "Degraded",
+  PoliciesDisagree = "Degraded",
   ScanPassed = "Healthy",
   ScanNotRequired = "Healthy",
   ScanPending = "Progressing",
@@ -33,16 +38,20 @@ local REASONS = {
   ServingPreviousVersion = "Healthy",
   Unloaded = "Degraded",
   NotRunnable = "Degraded",
+  SecretMissing = "Degraded",
+  RenderRefused = "Degraded",
   WorkloadFailing = "Degraded",
   Quarantined = "Degraded",
   HalfOpen = "Degraded",
+  RolledBack = "Degraded",
+  NewVersionQuarantined = "Degraded",
   AllGatesPassed = "Healthy",
   Disabled = "Suspended",
   GateNotPassed = "Progressing",
   NotEvaluated = "Progressing",
 }
 
--- Every phase (api/resources.py PluginPhase), for a status without conditions.
+-- Every phase, for a status without conditions.
 local PHASES = {
   Pending = "Progressing",
   Invalid = "Degraded",
@@ -58,6 +67,7 @@ local PHASES = {
   Quarantined = "Degraded",
   Disabled = "Suspended",
 }
+-- END GENERATED
 
 local hs = {}
 local status = obj.status

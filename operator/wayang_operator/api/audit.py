@@ -19,6 +19,12 @@ class AuditEventType(StrEnum):
     REVOKED = "PLUGIN_REVOKED"
     ERROR = "PLUGIN_ERROR"
     UPDATED = "PLUGIN_UPDATED"
+    DECISION_WITHDRAWN = "PLUGIN_DECISION_WITHDRAWN"
+    """A Reject or Revoke was deleted (by whom); the approvals it overruled stay void."""
+    APPROVAL_CARRIED_OVER = "PLUGIN_APPROVAL_CARRIED_OVER"
+    """The Plugin's approved surface changed to fewer powers and its approvals carried over."""
+    ROLLED_BACK = "PLUGIN_ROLLED_BACK"
+    """A new descriptor tripped its breaker and autoHealEnabled put the last known-good back."""
 
 
 class ActorType(StrEnum):

@@ -126,9 +126,18 @@ class Author(ApiModel):
 
 
 class RuntimeVersions(ApiModel):
+    """Part of the approved surface: changing any of these needs fresh approvals, like the
+    rest of `implementation`."""
+
     java_version: ShortText | None = None
+    """The JVM the artifact needs. Informational for running today (approved and signed as part
+    of the surface; no JVM host runs jar or maven plugins yet, see the README's status)."""
     wasm_runtime: ShortText | None = None
+    """The wasm runtime the module needs. Informational for running today (approved and signed
+    as part of the surface; no wasm host runs modules yet, see the README's status)."""
     python_version: ShortText | None = None
+    """The Python the wheel needs. Informational for running today (approved and signed as
+    part of the surface; container plugins bring their own Python in their image)."""
 
 
 _CONTAINER_RULES = (
@@ -146,6 +155,21 @@ _CONTAINER_RULES = (
         field_path=".coordinate",
     ),
 )
+REPOSITORY_AGREES = CelRule(
+    rule=(
+        "self.type != 'container' || !has(self.repository) || "
+        "[self.repository.replace('oci://', '').replace('https://', '')"
+        ".replace('http://', '')].all(r, self.coordinate == r || "
+        "self.coordinate.startsWith(r.endsWith('/') ? r : r + '/') || "
+        "self.coordinate.startsWith(r + ':') || self.coordinate.startsWith(r + '@'))"
+    ),
+    message="implementation.repository and implementation.coordinate must name the same place: "
+    "the image is pulled from the coordinate, so it must start with the repository",
+    field_path=".repository",
+)
+"""A cross-field rule JSON Schema cannot state (a one-element list binds the schemeless
+repository): the CRD and the contract check (core/references.py) enforce it, and `wayang
+validate` runs that check too."""
 
 
 class PluginImplementation(ApiModel):
@@ -153,7 +177,7 @@ class PluginImplementation(ApiModel):
 
     model_config = ConfigDict(
         json_schema_extra={
-            **cel_rules(*_CONTAINER_RULES),
+            **cel_rules(*_CONTAINER_RULES, REPOSITORY_AGREES),
             "allOf": [
                 {
                     "if": {"properties": {"type": {"const": "container"}}, "required": ["type"]},

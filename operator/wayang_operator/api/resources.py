@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
 from .base import (
     INTEGRAL,
@@ -23,13 +23,23 @@ from .base import (
     DnsSubdomain,
     Duration,
     LongText,
+    MemoryQuantity,
     PluginId,
     SemVer,
     ShortText,
     SpdxId,
     cel_rules,
 )
-from .descriptor import Capability, Category, PluginDescriptor, SandboxLevel, UniqueList
+from .descriptor import (
+    Capability,
+    Category,
+    DependencyDescriptor,
+    PluginDescriptor,
+    PluginImplementation,
+    ResourceProfile,
+    SandboxLevel,
+    UniqueList,
+)
 from .errors import ErrorPayload
 from .meta import GROUP, Conditions, ObjectMeta
 from .scan import ScanReport as ScanReportData
@@ -44,6 +54,8 @@ class ConditionType(StrEnum):
 
     VALIDATED = "Validated"
     SIGNATURE_VERIFIED = "SignatureVerified"
+    POWERS_GRANTED = "PowersGranted"
+    """The policies grant every power the plugin requests (capabilities, Secrets, sandbox)."""
     SCANNED = "Scanned"
     APPROVED = "Approved"
     DEPENDENCIES_RESOLVED = "DependenciesResolved"
@@ -115,6 +127,10 @@ class BreakerStatus(ApiModel):
     """When the workload was last observed (observations are at most one per check interval)."""
     restarts: dict[str, Annotated[int, Field(ge=0), INTEGRAL]] = Field(default_factory=dict)
     """Failures already counted, per current pod (container restarts, image errors)."""
+    descriptor: ShortText | None = None
+    """The hash of the descriptor this breaker is about: a new version or configuration starts
+    with a closed breaker (a quarantine that needs review carries over to a configuration
+    change)."""
 
 
 class WorkloadStatus(ApiModel):
@@ -134,6 +150,46 @@ class WorkloadStatus(ApiModel):
     breaker: BreakerStatus | None = None
 
 
+class Decision(StrEnum):
+    APPROVE = "Approve"
+    REJECT = "Reject"
+    REVOKE = "Revoke"
+
+
+class ApprovalSummary(ApiModel):
+    """One decision in force for the plugin's current artifact and surface."""
+
+    approval: ShortText
+    """The PluginApproval's name."""
+    approver: ShortText
+    """Who decided: the admission identity, or the approver key's owner for a signed approval."""
+    decision: Annotated[Decision, LAX]
+    reason: LongText | None = None
+    """The approval's spec.reason."""
+    carried_over: bool = False
+    """Made for an earlier surface with at least these powers (see approvedSurface)."""
+
+
+class Withdrawal(ApiModel):
+    """A Reject or Revoke the operator has seen for this plugin, kept after its PluginApproval is
+    deleted: approvals made before it never count again, and whoever deleted another approver's
+    decision cannot approve the artifact alone."""
+
+    approval: ShortText
+    """The PluginApproval that rejected or revoked."""
+    decision: Annotated[Decision, LAX]
+    by: ShortText
+    """Who rejected or revoked."""
+    at: DateTime
+    """When that PluginApproval was created: approvals made up to then are void."""
+    version: ShortText
+    digest: Digest
+    lifted_by: ShortText | None = None
+    """Who deleted the decision (admission identity); their own approvals do not lift it."""
+    lifted_at: DateTime | None = None
+    """When the operator recorded the deletion (informational)."""
+
+
 class PluginStatus(ApiModel):
     phase: Annotated[PluginPhase, LAX] | None = None
     review_status: Annotated[ReviewStatus, LAX] | None = None
@@ -146,6 +202,12 @@ class PluginStatus(ApiModel):
     """The artifact digest the approvals counted for."""
     approvers: Annotated[list[ShortText], Field(max_length=32)] | None = None
     """Distinct identities whose approvals are in force."""
+    approved_surface: Digest | None = None
+    """Digest of the approved surface (the powers) the approvals counted for."""
+    approvals: Annotated[list[ApprovalSummary], Field(max_length=32)] | None = None
+    """The decisions in force, with their reasons."""
+    withdrawals: Annotated[list[Withdrawal], Field(max_length=16)] | None = None
+    """Rejections and revocations of this plugin's artifacts, newest last (at most 16)."""
     workload: WorkloadStatus | None = None
     """The plugin's pods, when the operator runs workloads."""
 
@@ -164,12 +226,6 @@ class Plugin(ApiModel):
 # PluginApproval
 
 
-class Decision(StrEnum):
-    APPROVE = "Approve"
-    REJECT = "Reject"
-    REVOKE = "Revoke"
-
-
 class Approver(ApiModel):
     """Identity from the API server's admission request (userInfo); a typed value is refused."""
 
@@ -183,6 +239,32 @@ _IMMUTABLE_SPEC = CelRule(
     message="spec is immutable: create a new PluginApproval (for example a Revoke) instead of "
     "editing this one",
 )
+
+
+class ApprovedSurface(ApiModel):
+    """Everything that decides what a plugin runs and what it may do: what an approval approves
+    besides the artifact. `wayang.io/approved-surface/v1` (core/surface.py) hashes it."""
+
+    implementation: PluginImplementation
+    """The whole implementation block: type, coordinate, repository, digest, entrypoint, runtime."""
+    sandbox_level: Annotated[SandboxLevel, LAX]
+    capabilities: Annotated[list[Annotated[Capability, LAX]], Field(max_length=8)] = Field(
+        default_factory=list
+    )
+    required_secrets: Annotated[list[ShortText], Field(max_length=32)] = Field(default_factory=list)
+    """The Secret scopes the plugin mounts."""
+    configuration_secrets: Annotated[list[ShortText], Field(max_length=128)] = Field(
+        default_factory=list
+    )
+    """The Secrets its configuration reads values from (secretKeyRef)."""
+    resource_profile: ResourceProfile
+    provides: Annotated[list[ShortText], Field(max_length=64)] = Field(default_factory=list)
+    requires: Annotated[list[ShortText], Field(max_length=64)] = Field(default_factory=list)
+    dependencies: Annotated[list[DependencyDescriptor], Field(max_length=64)] = Field(
+        default_factory=list
+    )
+    configuration: dict[str, Any] | None = None
+    """Present only where a policy binds configuration (approval.bindConfiguration)."""
 
 
 class PluginApprovalSpec(ApiModel):
@@ -199,6 +281,18 @@ class PluginApprovalSpec(ApiModel):
     decision: Annotated[Decision, LAX]
     reason: LongText | None = None
     """Why; shown in the Plugin's status and kept in the audit log."""
+    surface_digest: Digest | None = None
+    """The approved surface's digest as the approver saw it (`kubectl wayang approve` fills it
+    in): refused unless the Plugin declares exactly that surface when the approval is made.
+    Stamped by the admission webhook when omitted."""
+    surface: ApprovedSurface | None = None
+    """The powers approved, copied by the admission webhook from the live Plugin at creation
+    (a typed value is overwritten): a later change of the Plugin that grows any of them needs
+    new approvals."""
+    signature: Annotated[str, Field(max_length=8192)] | None = None
+    """`<approver key name>:<base64>` over this decision (`kubectl wayang approve --sign`): how an
+    approval synced from Git (created by a ServiceAccount such as Argo CD's) names its approver.
+    Checked against the policy's approval.approverKeys."""
     approver: Approver | None = None
     """Set by the admission webhook from the requester's identity."""
 
@@ -261,6 +355,10 @@ class TrustedKey(ApiModel):
     """Ed25519, or ECDSA P-256 with SHA-256."""
     public_key: Annotated[str, Field(min_length=1, max_length=4096)]
     """PEM-encoded public key (SubjectPublicKeyInfo)."""
+    owner: ShortText | None = None
+    """The person or team who holds the key (default: `key:<name>`): for a publisher key, the
+    publisher of the plugins it signs; for an approver key, the approver. Self-approval is
+    judged by it when a ServiceAccount (GitOps) created the objects."""
 
 
 class SigningPolicy(ApiModel):
@@ -268,6 +366,9 @@ class SigningPolicy(ApiModel):
     """Whether plugins must carry a valid signature from a trusted key."""
     trusted_keys: Annotated[list[TrustedKey], Field(max_length=32)] | None = None
     """The keys whose signatures this policy accepts (`wayang keygen` prints an entry)."""
+    require_surface: bool = False
+    """Accept only signatures over the whole approved surface (payload v2, what `wayang sign`
+    writes), not v1 signatures that cover only id, version, type, coordinate and digest."""
 
 
 class MaxCounts(ApiModel):
@@ -343,9 +444,16 @@ class ApprovalPolicy(ApiModel):
     requirements: Annotated[list[ApprovalRequirement], Field(max_length=32)] | None = None
     """The highest count among matching requirements applies; with none, one approver."""
     allow_self_approval: bool = False
-    """Whether the publisher may approve their own plugin."""
+    """Whether a publisher (whoever created the Plugin or changed its approved surface) may
+    approve it."""
     auto_approve: Annotated[list[AutoApprovalRule], Field(max_length=32)] | None = None
     """Rules that approve automatically; a rule that fails to evaluate approves nothing."""
+    bind_configuration: bool = False
+    """Make `configuration` part of the approved surface: any change of it then needs new
+    approvals (off by default: plugins stay reconfigurable without one)."""
+    approver_keys: Annotated[list[TrustedKey], Field(max_length=32)] | None = None
+    """Keys whose signatures (spec.signature) make a PluginApproval created by a ServiceAccount
+    (Argo CD, Flux, a CI job) count, for the key's owner; without one it counts for nothing."""
 
 
 class RuntimeClasses(ApiModel):
@@ -357,6 +465,125 @@ class RuntimeClasses(ApiModel):
     """RuntimeClass of semi-trusted plugins."""
     untrusted: ShortText = "gvisor"
     """RuntimeClass of untrusted plugins."""
+
+
+class Port(ApiModel):
+    port: Annotated[int, Field(ge=1, le=65535), INTEGRAL]
+    """The destination port."""
+    protocol: Literal["TCP", "UDP", "SCTP"] = "TCP"
+    """The transport protocol."""
+
+
+_PEER_RULE = CelRule(
+    rule="has(self.cidr) != (has(self.namespaceSelector) || has(self.podSelector))",
+    message="a peer is either cidr or namespaceSelector/podSelector, not both or neither",
+)
+
+
+class Peer(ApiModel):
+    """A network peer: an address block, or pods chosen by namespace and pod labels."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            **cel_rules(_PEER_RULE),
+            "allOf": [  # the same rule for JSON Schema (the CRD keeps only the CEL twin)
+                {
+                    "if": {"required": ["cidr"], "properties": {"cidr": {"type": "string"}}},
+                    "then": {
+                        "properties": {
+                            "namespaceSelector": {"type": "null"},
+                            "podSelector": {"type": "null"},
+                        }
+                    },
+                },
+                {
+                    "if": {"properties": {"cidr": {"type": "null"}}},
+                    "then": {
+                        "anyOf": [
+                            {
+                                "required": [name],
+                                "properties": {name: {"type": "object"}},
+                            }
+                            for name in ("namespaceSelector", "podSelector")
+                        ]
+                    },
+                },
+            ],
+        }
+    )
+
+    cidr: Annotated[str, Field(pattern="^[0-9a-fA-F.:]+/[0-9]+$", max_length=64)] | None = None
+    """An address block, e.g. 10.20.0.0/16."""
+    except_: Annotated[list[ShortText], Field(max_length=16)] | None = Field(
+        default=None, alias="except"
+    )
+    """Blocks inside cidr that stay closed."""
+    namespace_selector: LabelSelector | None = None
+    """Namespaces of the peer pods (omitted: the plugin's own namespace)."""
+    pod_selector: LabelSelector | None = None
+    """The peer pods (omitted: every pod of the selected namespaces)."""
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Peer:
+        selectors = self.namespace_selector is not None or self.pod_selector is not None
+        if (self.cidr is not None) == selectors:
+            raise ValueError(_PEER_RULE.message)
+        return self
+
+
+class EgressRule(Peer):
+    ports: Annotated[list[Port], Field(max_length=16)] | None = None
+    """Ports the rule opens (omitted: every port)."""
+
+
+class NetworkGrant(ApiModel):
+    egress: Annotated[list[EgressRule], Field(max_length=32)] | None = None
+    """Where a plugin with `network` may connect; omitted: anywhere."""
+
+
+class EgressGrant(ApiModel):
+    egress: Annotated[list[EgressRule], Field(min_length=1, max_length=32)]
+    """The destinations the capability opens, and nothing else."""
+
+
+class FilesystemGrant(ApiModel):
+    size_limit: MemoryQuantity = "1Gi"
+    """Size of the writable volume (an emptyDir at /data) a plugin with `filesystem` gets."""
+
+
+class GpuGrant(ApiModel):
+    max: Annotated[int, Field(ge=1, le=64), INTEGRAL] = 1
+    """Most GPUs one plugin may ask for (resourceProfile.gpu)."""
+
+
+class CapabilityGrants(ApiModel):
+    """What each capability a plugin requests is granted. A capability absent here is not
+    granted: a plugin that requests it is Blocked, with the capability named. Untrusted plugins
+    are granted no capability that opens the network."""
+
+    network: NetworkGrant | None = None
+    """Egress beyond DNS (anywhere, or the rules given)."""
+    filesystem: FilesystemGrant | None = None
+    """A writable volume; without it a plugin has no writable path at all."""
+    gpu: GpuGrant | None = None
+    """GPUs; the only way resourceProfile.gpu is honoured."""
+    database: EgressGrant | None = None
+    """Egress to the databases named."""
+    llm_access: EgressGrant | None = Field(default=None, alias="llm_access")
+    """Egress to the LLM endpoints named."""
+    rag_access: EgressGrant | None = Field(default=None, alias="rag_access")
+    """Egress to the retrieval services named."""
+    memory_access: EgressGrant | None = Field(default=None, alias="memory_access")
+    """Egress to the agent-memory services named."""
+    tool_execution: EgressGrant | None = Field(default=None, alias="tool_execution")
+    """Egress to the tool runners named."""
+
+
+class SecretsPolicy(ApiModel):
+    allowed: Annotated[list[ShortText], Field(max_length=64)] | None = None
+    """Secret names, or shell-style patterns (`db-*`), that plugins may mount, after a scope is
+    mapped to a name (`db/readonly` → `db-readonly`: lower case, every character outside
+    a-z, 0-9, '-' and '.' becomes '-'). Omitted or empty: no Secret may be mounted."""
 
 
 class PluginPolicySpec(ApiModel):
@@ -373,8 +600,14 @@ class PluginPolicySpec(ApiModel):
     """How many people must approve, and what is approved automatically."""
     runtime_classes: RuntimeClasses | None = None
     """The RuntimeClass each sandbox level runs under."""
-    allow_secrets: bool = False
-    """Whether requiredSecrets may be mounted into plugin workloads."""
+    secrets: SecretsPolicy | None = None
+    """Which Secrets plugins may mount (requiredSecrets and configuration secretKeyRefs)."""
+    capabilities: CapabilityGrants | None = None
+    """What each requested capability is granted; omitted: `network` (egress anywhere),
+    `filesystem` (1Gi) and `gpu` (1) are granted, the capabilities that need named
+    destinations are not."""
+    callers: Annotated[list[Peer], Field(max_length=32)] | None = None
+    """Who may call plugins besides the pods of their own namespace (the Wayang engine)."""
 
 
 class PluginPolicyStatus(ApiModel):
@@ -409,6 +642,9 @@ class ScanReportSpec(ApiModel):
     version: ShortText
     pull_secret: ShortText | None = None
     """A dockerconfigjson Secret of the namespace whose credentials trivy pulls with."""
+    attestation: Annotated[str, Field(max_length=256)] | None = None
+    """The operator's signature over this spec (core/attestation.py): a ScanReport the operator
+    did not request is never scanned, and is replaced when a plugin needs its digest."""
 
 
 class ScanReportStatus(ApiModel):
@@ -427,6 +663,8 @@ class ScanReportStatus(ApiModel):
     """How many times trivy ran for this report (rescans included)."""
     last_error: ErrorPayload | None = None
     """Why the latest scan failed; a previous report, if any, stays until a scan succeeds."""
+    attestation: Annotated[str, Field(max_length=256)] | None = None
+    """The operator's signature over this status: a status it did not write is never read."""
 
 
 class ScanReport(ApiModel):

@@ -26,10 +26,21 @@ import datetime
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
+from ..api.descriptor import PluginDescriptor
 from ..api.meta import API_VERSION
-from ..api.resources import ApprovalPhase, ConditionType, Decision, PluginPhase, report_name
+from ..api.resources import (
+    ApprovalPhase,
+    ApprovedSurface,
+    ConditionType,
+    Decision,
+    PluginPhase,
+    PluginPolicySpec,
+    report_name,
+)
+from ..core import signing, surface
 from ..core.explain import (
     PLUGIN_LABEL,
     Explanation,
@@ -38,6 +49,8 @@ from ..core.explain import (
     short_digest,
 )
 from ..core.gates import Reason
+from ..core.policy import NamedPolicy, applicable
+from ..manifests.validate import parse_model
 from . import render
 
 FAILED = 1
@@ -105,14 +118,26 @@ def register(commands: Any) -> None:
             verb,
             help=text,
             description=f"Create a PluginApproval with decision {decision.value} for the exact "
-            "id, version and digest the live Plugin has now. Your identity is stamped by the "
-            "admission webhook.",
+            "id, version, digest and powers (the approved surface) the live Plugin has now; the "
+            "powers are shown first. Your identity is stamped by the admission webhook. With "
+            "--sign, print a signed manifest to commit to Git instead (GitOps: Argo CD creates "
+            "it, and the signature says who approved).",
         )
         command.add_argument("plugin", metavar="PLUGIN")
         command.add_argument("--reason", required=True, help="why (kept in the audit log)")
         command.add_argument(
             "--digest",
             help="the digest you reviewed: refused if the Plugin's digest differs",
+        )
+        command.add_argument(
+            "--sign",
+            type=Path,
+            metavar="KEY",
+            help="an approver's private key (wayang keygen): print the signed PluginApproval "
+            "for Git instead of creating it",
+        )
+        command.add_argument(
+            "--key-name", help="the key's name in the policy's approverKeys (default: file stem)"
         )
         command.add_argument(
             "--wait", action="store_true", help="wait until the plugin reacts (progress on stderr)"
@@ -281,10 +306,16 @@ def run_explain(args: argparse.Namespace) -> int:
 
 
 def approval_body(
-    plugin: Mapping[str, Any], decision: Decision, reason: str, reviewed: str | None
+    plugin: Mapping[str, Any],
+    decision: Decision,
+    reason: str,
+    reviewed: str | None,
+    surface_digest: str | None = None,
 ) -> dict[str, Any]:
-    """The PluginApproval for the plugin's exact current artifact; `reviewed` (--digest) must
-    be that artifact's digest, else the approval is refused before it is sent."""
+    """The PluginApproval for the plugin's exact current artifact and powers; `reviewed`
+    (--digest) must be that artifact's digest, else the approval is refused before it is sent;
+    `surface_digest` is the surface shown to the approver (the webhook refuses the approval if
+    the Plugin's powers changed meanwhile)."""
     meta = plugin.get("metadata") or {}
     spec = plugin.get("spec") or {}
     name = str(meta.get("name", ""))
@@ -315,7 +346,64 @@ def approval_body(
             "digest": digest,
             "decision": decision.value,
             "reason": reason,
+            **({"surfaceDigest": surface_digest} if surface_digest else {}),
         },
+    }
+
+
+async def _powers(
+    session: Session, namespace: str, plugin: Mapping[str, Any]
+) -> tuple[ApprovedSurface | None, bool]:
+    """The live Plugin's approved surface under the policies of its namespace (they decide
+    whether configuration is part of it), None when its spec does not validate; and whether
+    the policies could be read (else the webhook computes the surface's digest itself)."""
+    descriptor = parse_model(PluginDescriptor, dict(plugin.get("spec") or {}))[0]
+    if descriptor is None:
+        return None, False
+    try:
+        with _doing("list", "pluginpolicies", None):
+            bodies = await session.api.list_objects("pluginpolicies", None)
+        with _doing("get", "namespaces", None):
+            labels = await session.api.namespace_labels(namespace)
+    except RefusedError as error:
+        print(f"(policies not readable: {error}; the webhook checks the powers)", file=sys.stderr)
+        return surface.surface_of(descriptor), False
+    named = []
+    for body in bodies:
+        spec = parse_model(PluginPolicySpec, dict(body.get("spec") or {}))[0]
+        if spec is not None:
+            named.append(NamedPolicy(str((body.get("metadata") or {}).get("name", "")), spec))
+    policies = applicable(named, labels)
+    bind = any(policy.approval.bind_configuration for policy in policies)
+    return surface.surface_of(descriptor, bind_configuration=bind), True
+
+
+def signed_manifest(
+    body: dict[str, Any], namespace: str, key_path: Path, key_name: str | None
+) -> dict[str, Any]:
+    """The approval as a manifest for Git: a fixed name, the namespace, and the approver's
+    signature over what it decides (core/signing.ApprovalFields)."""
+    key = signing.load_private(key_path.read_bytes())
+    name = key_name or key_path.stem
+    spec = body["spec"]
+    fields = signing.ApprovalFields(
+        namespace=namespace,
+        plugin=spec["plugin"],
+        plugin_id=spec["pluginId"],
+        version=spec["version"],
+        digest=spec["digest"],
+        surface_digest=spec.get("surfaceDigest", ""),
+        decision=spec["decision"],
+        reason=spec.get("reason") or "",
+    )
+    meta = dict(body["metadata"])
+    stem = str(meta.pop("generateName"))
+    meta["name"] = f"{stem}{name}"[:253].rstrip("-.")
+    meta["namespace"] = namespace
+    return {
+        **body,
+        "metadata": meta,
+        "spec": {**spec, "signature": signing.sign_bytes(fields.payload(), key, name)},
     }
 
 
@@ -325,7 +413,29 @@ def run_decide(args: argparse.Namespace) -> int:
     async def command(session: Session) -> int:
         namespace = session.namespace
         plugin = await _plugin(session, namespace, args.plugin)
-        body = approval_body(plugin, decision, args.reason, args.digest)
+        powers, known = await _powers(session, namespace, plugin)
+        digest = surface.digest(powers) if powers is not None and known else None
+        body = approval_body(plugin, decision, args.reason, args.digest, digest)
+        if powers is not None:
+            print(
+                f"{decision.value} of Plugin {args.plugin} in {namespace}, these powers"
+                + (f" (approved surface {short_digest(digest)}):" if digest else ":"),
+                file=sys.stderr,
+            )
+            for line in surface.describe(powers):
+                print(f"  {line}", file=sys.stderr)
+        if args.sign is not None:
+            try:
+                manifest = signed_manifest(body, namespace, args.sign, args.key_name)
+            except (OSError, ValueError) as error:
+                raise RefusedError(f"cannot sign with {args.sign}: {error}") from error
+            output = "yaml" if args.output == "text" else args.output
+            sys.stdout.write(render.dump(manifest, output))
+            print(
+                "# commit this manifest; Argo CD creates it, and the signature says who approved",
+                file=sys.stderr,
+            )
+            return 0
         with _doing("create", APPROVALS, namespace):
             created = await session.api.create_new(APPROVALS, namespace, body)
         name = str(created["metadata"]["name"])

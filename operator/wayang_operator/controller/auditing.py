@@ -13,6 +13,7 @@ import kopf
 
 from ..auditlog.configmaps import ConfigMapStore, signer_for
 from ..auditlog.sink import Store, StoreSink
+from ..core.attestation import Attestor
 from .runtime import RUNTIME
 
 
@@ -22,6 +23,7 @@ async def open_audit_log(**_: Any) -> None:
     if ours.audit_store == "log":
         return
     signer = await signer_for(RUNTIME.api, ours.audit_namespace)
+    RUNTIME.attestor = Attestor(signer.private_key)  # survives restarts, like the log's key
     store: Store
     if ours.audit_store == "postgres":
         from ..auditlog.postgres import PostgresStore  # noqa: PLC0415 - only with that store

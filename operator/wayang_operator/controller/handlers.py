@@ -23,12 +23,20 @@ import kopf
 
 from .. import metrics
 from ..api.resources import PluginApprovalSpec, PluginPolicySpec
-from ..core.approval import ApprovalRecord, Requester
+from ..core.approval import WITHDRAWN_BY_ANNOTATION, ApprovalRecord, Requester
 from ..core.policy import NamedPolicy
+from ..core.workload import Telemetry
 from .deploying import Options
 from .leadership import hold, release
 from .logs import about
-from .reconcile import Indexes, PluginSnapshot, forget, forget_written, reconcile
+from .reconcile import (
+    Indexes,
+    PluginSnapshot,
+    forget,
+    forget_written,
+    reconcile,
+    release_orphan,
+)
 from .runtime import RUNTIME
 
 logger = logging.getLogger("wayang.handlers")
@@ -91,11 +99,28 @@ def approval_index(*, namespace: str | None, name: str, body: kopf.Body, **_: An
         return {}
     if namespace is None:
         return {}
-    meta = body.get("metadata", {})
-    requester = Requester.from_annotations(dict(meta.get("annotations") or {}))
+    record = approval_record(name, spec, body.get("metadata", {}), body.get("status") or {})
+    return {(namespace, spec.plugin): record}
+
+
+def approval_record(
+    name: str, spec: PluginApprovalSpec, meta: Mapping[str, Any], status: Mapping[str, Any]
+) -> ApprovalRecord:
+    annotations = dict(meta.get("annotations") or {})
+    shown = status.get("phase"), status.get("message")
     created = meta.get("creationTimestamp")
     when = datetime.datetime.fromisoformat(created.replace("Z", "+00:00")) if created else None
-    return {(namespace, spec.plugin): ApprovalRecord(name, spec, requester, when)}
+    return ApprovalRecord(
+        name,
+        spec,
+        Requester.from_annotations(annotations),
+        when,
+        deleting=bool(meta.get("deletionTimestamp")),
+        withdrawn_by=Requester.from_json(annotations.get(WITHDRAWN_BY_ANNOTATION)),
+        finalizers=tuple(meta.get("finalizers") or ()),
+        resource_version=str(meta.get("resourceVersion", "")),
+        verdict=(str(shown[0]), str(shown[1])) if shown[0] else None,
+    )
 
 
 @kopf.index(*POLICIES)
@@ -122,7 +147,12 @@ def workload_options() -> Options | None:
     settings = RUNTIME.settings
     if not settings.workloads:
         return None
-    return Options(settings.workload_check_interval, settings.workload_ready_grace)
+    telemetry = Telemetry(
+        metrics_from=tuple(settings.plugin_metrics_from),
+        otlp_endpoint=settings.plugin_otlp_endpoint,
+        otlp_to=tuple(settings.plugin_otlp_to),
+    )
+    return Options(settings.workload_check_interval, settings.workload_ready_grace, telemetry)
 
 
 async def _reconcile(indexes: Indexes, namespace: str, name: str) -> None:
@@ -140,6 +170,8 @@ async def _reconcile(indexes: Indexes, namespace: str, name: str) -> None:
             sink=RUNTIME.sink,
             wayang_version=RUNTIME.settings.wayang_version,
             workloads=workload_options(),
+            attestor=RUNTIME.attestor,
+            tracer=RUNTIME.tracer,
         )
     except Exception:  # one plugin's failure must never stop the others
         metrics.ERRORS.labels("reconcile").inc()
@@ -266,10 +298,20 @@ async def plugin_changed(*, namespace: str | None, name: str, type: str, **kwarg
 
 
 @kopf.on.event(*APPROVALS)
-async def approval_changed(*, namespace: str | None, spec: kopf.Spec, **kwargs: Any) -> None:
+async def approval_changed(
+    *, namespace: str | None, name: str, spec: kopf.Spec, body: kopf.Body, **kwargs: Any
+) -> None:
+    """Re-evaluate the plugin the approval names; a deleted decision whose plugin is gone is
+    audited and let go here (no evaluation will record it)."""
     plugin = spec.get("plugin")
-    if plugin and namespace:
-        await _reconcile(indexes_from(kwargs), namespace, str(plugin))
+    if not plugin or not namespace:
+        return
+    indexes = indexes_from(kwargs)
+    if indexes.plugin(namespace, str(plugin)) is None:
+        if RUNTIME.leadership.leading:
+            await release_orphan(RUNTIME.api, RUNTIME.sink, namespace, name, body)
+        return
+    await _reconcile(indexes, namespace, str(plugin))
 
 
 @kopf.on.event(*POLICIES)

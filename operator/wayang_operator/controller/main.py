@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 import kopf
 from prometheus_client import start_http_server
 
-from .. import __version__
+from .. import __version__, tracing
 from ..kube import load_configuration
 from ..settings import OperatorSettings
 from . import admission, auditing, handlers, logs, namespaces, scanning, workloads  # noqa: F401
@@ -53,8 +55,17 @@ async def configure(*, settings: kopf.OperatorSettings, **_: Any) -> None:
         cafile=cert,
     )
     settings.admission.managed = ours.webhook_configuration or None
+    RUNTIME.identity = await RUNTIME.api.whoami()
+    logger.info("the API server knows this operator as %s", RUNTIME.identity)
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 300
+
+
+@kopf.on.cleanup()
+async def flush_traces(**_: Any) -> None:
+    """The spans still in the batch leave before the process does."""
+    if RUNTIME.tracing is not None:
+        RUNTIME.tracing.shutdown()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -70,6 +81,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings = OperatorSettings()
     RUNTIME.settings = settings
     logs.configure(settings.log_format, settings.log_level)
+    try:
+        RUNTIME.tracing = tracing.configure(os.environ)
+    except tracing.TracingError as error:
+        sys.exit(f"wayang-operator: {error}")
+    RUNTIME.tracer = tracing.tracer_of(RUNTIME.tracing)
+    if RUNTIME.tracing is not None:
+        logger.info("tracing: spans of every reconcile go to the OTEL_* exporter")
     if settings.watch_namespaces:
         namespaces.register()
     if settings.workloads:

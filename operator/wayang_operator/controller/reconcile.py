@@ -22,25 +22,35 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
+from opentelemetry import trace
 
-from .. import metrics
+from .. import metrics, tracing
 from ..api.audit import Actor, ActorType, AuditEventType
-from ..api.descriptor import ImplementationType, PluginDescriptor
-from ..api.errors import ErrorType
+from ..api.descriptor import PluginDescriptor
 from ..api.meta import Condition
-from ..api.resources import ConditionType
+from ..api.resources import ConditionType, Withdrawal
 from ..audit import AuditSink
 from ..audit import event as audit_event
-from ..core.approval import ApprovalRecord, ApprovalState, Requester
+from ..core.approval import (
+    DECISION_FINALIZER,
+    WITHDRAWN_BY_ANNOTATION,
+    ApprovalRecord,
+    ApprovalState,
+    Publishers,
+    Requester,
+    updated_by,
+)
+from ..core.attestation import Attestor
 from ..core.availability import DeploymentRecord, PodRecord
 from ..core.breaker import Breaker
+from ..core.configuration import secret_refs
 from ..core.dependencies import Candidate
 from ..core.gates import Reason
-from ..core.pipeline import Evaluation, Facts, ScanFacts, evaluate
+from ..core.pipeline import AuditDecision, Evaluation, Facts, ScanFacts, evaluate
 from ..core.policy import NamedPolicy, applicable
 from ..core.running import SERVING
-from ..core.scanpolicy import decide as decide_scan
-from ..core.workload import Active, Owner
+from ..core.scanpolicy import scan_facts
+from ..core.workload import NO_TELEMETRY, Active, Owner
 from ..kube import KubeApi
 from ..manifests.validate import parse_model
 from . import deploying
@@ -149,6 +159,7 @@ def forget(namespace: str, name: str) -> None:
     """Drop what is kept per plugin once it is deleted, so memory follows the cluster."""
     _locks.pop((namespace, name), None)
     _written.pop((namespace, name), None)
+    deploying.forget_refusal(namespace, name)
 
 
 def forget_written() -> None:
@@ -175,8 +186,12 @@ def merge_patch(old: Mapping[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     return patch
 
 
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _stamp(moment: datetime.datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 PULL_SECRET_ANNOTATION = "wayang.io/image-pull-secret"  # noqa: S105 - a name, not a secret
@@ -184,30 +199,32 @@ PULL_SECRET_ANNOTATION = "wayang.io/image-pull-secret"  # noqa: S105 - a name, n
 
 
 def _scan_facts(
-    snapshot: PluginSnapshot, indexes: Indexes, policies: list[NamedPolicy]
+    snapshot: PluginSnapshot, indexes: Indexes, policies: list[NamedPolicy], now: datetime.datetime
 ) -> ScanFacts | None:
     spec = snapshot.descriptor
     if spec is None:
         return None
-    if spec.implementation.type != ImplementationType.CONTAINER:
-        return ScanFacts(
-            False,
-            f"trivy scans container images; a {spec.implementation.type} artifact cannot be "
-            "scanned, so only a policy with scan.required: false admits it",
-            error=ErrorType.VALIDATION_ERROR,
-            failed=True,
-        )
     record = indexes.scan(snapshot.namespace, spec.implementation.digest)
-    return decide_scan(
-        record.status if record else None, policies, datetime.datetime.now(datetime.UTC)
-    )
+    return scan_facts(spec, record.trusted_status if record else None, policies, now)
+
+
+def _withdrawals(status: dict[str, Any]) -> tuple[Withdrawal, ...]:
+    kept = []
+    for raw in status.get("withdrawals") or []:
+        parsed = parse_model(Withdrawal, raw)[0]
+        if parsed is not None:
+            kept.append(parsed)
+    return tuple(kept)
 
 
 def facts_for(
     snapshot: PluginSnapshot,
     indexes: Indexes,
     wayang_version: str | None,
+    *,
     workloads: Options | None = None,
+    now: datetime.datetime | None = None,
+    missing_secret: str | None = None,
 ) -> Facts:
     neighbours = []
     active = []
@@ -234,23 +251,27 @@ def facts_for(
             breaker=Breaker.from_status((snapshot.status.get("workload") or {}).get("breaker")),
             approvals=approvals,
             options=workloads,
+            missing_secret=missing_secret,
         )
     return Facts(
         name=snapshot.name,
         namespace=snapshot.namespace,
         generation=snapshot.generation,
         spec=snapshot.spec,
-        publisher=Requester.from_annotations(snapshot.annotations),
+        publishers=Publishers.from_annotations(snapshot.annotations),
         policies=governing,
-        scan=_scan_facts(snapshot, indexes, governing),
+        scan=_scan_facts(snapshot, indexes, governing, now or _now()),
         approvals=approvals,
         active=active,
         namespace_plugins=neighbours,
         wayang_version=wayang_version,
         previous=previous,
         workload=workload,
+        now=_stamp(now or _now()),
         phase=snapshot.status.get("phase"),
         approvers=tuple(snapshot.status.get("approvers") or ()),
+        withdrawals=_withdrawals(snapshot.status),
+        approved_surface=snapshot.status.get("approvedSurface"),
     )
 
 
@@ -259,6 +280,11 @@ def status_of(evaluation: Evaluation, digest: str | None) -> dict[str, Any]:
     approval = evaluation.approval
     approved = approval is not None and approval.state is ApprovalState.APPROVED
     error = evaluation.last_error
+
+    def wire(models: Iterable[Any]) -> list[dict[str, Any]] | None:
+        dumped = [m.model_dump(mode="json", exclude_none=True, by_alias=True) for m in models]
+        return dumped or None
+
     return {
         "phase": evaluation.phase.value,
         "reviewStatus": evaluation.review_status.value,
@@ -267,6 +293,9 @@ def status_of(evaluation: Evaluation, digest: str | None) -> dict[str, Any]:
         "lastError": error.model_dump(mode="json", exclude_none=True) if error else None,
         "approvers": list(approval.approvers) if approval and approval.approvers else None,
         "approvedDigest": digest if approved else None,
+        "approvedSurface": approval.surface_digest if approval and approved else None,
+        "approvals": wire(approval.summaries) if approval else None,
+        "withdrawals": wire(approval.withdrawals) if approval else None,
         "workload": evaluation.workload.status if evaluation.workload else None,
     }
 
@@ -316,14 +345,27 @@ def _announce(snapshot: PluginSnapshot, evaluation: Evaluation) -> None:
 OPERATOR = Actor(type=ActorType.SYSTEM, id="wayang-operator")
 
 
-def actor_of(kind: AuditEventType, snapshot: PluginSnapshot, evaluation: Evaluation) -> Actor:
+def _person(requester: Requester) -> Actor:
+    kind = ActorType.CI if requester.is_service_account else ActorType.USER
+    return Actor(type=kind, id=requester.username[:256])
+
+
+def actor_of(decision: AuditDecision, snapshot: PluginSnapshot, evaluation: Evaluation) -> Actor:
     """Who a decision is attributed to: the admission-stamped publisher for a registration, the
-    approvers, rejecter or revoker for approval decisions, the operator for everything else."""
+    user whose spec change made the generation for an update, the approvers, rejecter or revoker
+    for approval decisions, whoever deleted a decision, the operator for everything else."""
     outcome = evaluation.approval
+    kind = decision.kind
+    if decision.actor:
+        return Actor(type=ActorType.USER, id=decision.actor[:256])
     if kind is AuditEventType.REGISTERED:
         publisher = Requester.from_annotations(snapshot.annotations)
         if publisher is not None:
-            return Actor(type=ActorType.USER, id=publisher.username)
+            return _person(publisher)
+    if kind is AuditEventType.UPDATED:
+        editor = updated_by(snapshot.annotations, snapshot.generation)
+        if editor is not None:
+            return _person(editor)
     if kind is AuditEventType.APPROVED and outcome is not None:
         if outcome.approvers:
             return Actor(type=ActorType.USER, id=", ".join(outcome.approvers)[:256])
@@ -341,16 +383,41 @@ def audit_id(snapshot: PluginSnapshot, kind: str, message: str) -> str:
     return str(uuid.UUID(digest[:32]))
 
 
+def _provenance(decision: AuditDecision, evaluation: Evaluation | None) -> dict[str, Any]:
+    """The blueprint's provenance fields an entry carries besides its message: who signed the
+    artifact (key and fingerprint), and for approval decisions who decided and why."""
+    details: dict[str, Any] = dict(decision.details)
+    signed = evaluation.signature if evaluation else None
+    if signed is not None:
+        details["signed_by"] = {
+            "key": signed.key,
+            "fingerprint": signed.fingerprint,
+            "owner": signed.owner,
+            "payload": f"v{signed.payload_version}",
+        }
+    outcome = evaluation.approval if evaluation else None
+    deciding = (AuditEventType.APPROVED, AuditEventType.REJECTED, AuditEventType.REVOKED)
+    if outcome is not None and decision.kind in deciding:
+        details["approved_surface"] = outcome.surface_digest
+        details["decisions"] = [
+            {"approval": s.approval, "by": s.approver, "decision": s.decision.value}
+            | ({"reason": s.reason} if s.reason else {})
+            for s in outcome.summaries
+        ]
+    return details
+
+
 async def _audit(
     sink: AuditSink,
     snapshot: PluginSnapshot,
-    kind: AuditEventType,
-    message: str,
+    decision: AuditDecision,
     actor: Actor,
+    evaluation: Evaluation | None = None,
 ) -> None:
     """Append one decision; its id is derived from the plugin, generation and decision, so the
     same decision made again after a crash is the same entry."""
     spec = snapshot.descriptor
+    kind, message = decision.kind, decision.message
     entry = audit_event(
         kind,
         plugin_id=spec.id if spec else snapshot.name,
@@ -362,8 +429,11 @@ async def _audit(
             "digest": spec.implementation.digest if spec else None,
             "message": message,
             "generation": snapshot.generation,
+            **_provenance(decision, evaluation),
         },
-    ).model_copy(update={"audit_id": audit_id(snapshot, kind.value, message)})
+    ).model_copy(
+        update={"audit_id": audit_id(snapshot, kind.value, message), "error": decision.error}
+    )
     await sink.append(entry)
     metrics.DECISIONS.labels(kind.value).inc()
 
@@ -385,8 +455,7 @@ async def _finalized(
     await _audit(
         sink,
         snapshot,
-        AuditEventType.UNLOADED,
-        "deleted: the plugin and its workload are removed",
+        AuditDecision(AuditEventType.UNLOADED, "deleted: the plugin and its workload are removed"),
         OPERATOR,
     )
     try:
@@ -427,13 +496,79 @@ async def _publish(
     await deploying.publish_index(api, namespace, active)
 
 
+async def _write_verdicts(
+    api: KubeApi, indexes: Indexes, namespace: str, plugin: str, evaluation: Evaluation
+) -> None:
+    """Each approval's own status (InForce, Stale, Ignored, with why), where it changed."""
+    if evaluation.approval is None:
+        return
+    shown = {r.name: r.verdict for r in indexes.approvals.get((namespace, plugin), [])}
+    for record, verdict in evaluation.approval.records.items():
+        wanted = (verdict.phase.value, verdict.message)
+        if shown.get(record) != wanted:
+            status = {"phase": wanted[0], "message": wanted[1]}
+            await api.patch_status("pluginapprovals", namespace, record, status)
+
+
+async def release_withdrawn(
+    api: KubeApi, indexes: Indexes, namespace: str, plugin: str, evaluation: Evaluation
+) -> None:
+    """Let deleted Rejects and Revokes go once the Plugin's status records who lifted them (the
+    audit entry was appended before that status was written), or when they never counted."""
+    releasable = set(evaluation.approval.releasable if evaluation.approval else ())
+    for record in indexes.approvals.get((namespace, plugin), []):
+        held = DECISION_FINALIZER in record.finalizers
+        if record.deleting and record.name in releasable and held:
+            rest = [f for f in record.finalizers if f != DECISION_FINALIZER]
+            await api.set_finalizers(
+                "pluginapprovals", namespace, record.name, rest, record.resource_version
+            )
+
+
+async def release_orphan(
+    api: KubeApi, sink: AuditSink, namespace: str, name: str, body: Mapping[str, Any]
+) -> None:
+    """A Reject or Revoke deleted after its Plugin: audited with its deleter, then let go."""
+    meta = body.get("metadata") or {}
+    finalizers = list(meta.get("finalizers") or [])
+    if not meta.get("deletionTimestamp") or DECISION_FINALIZER not in finalizers:
+        return
+    spec = body.get("spec") or {}
+    annotations = dict(meta.get("annotations") or {})
+    deleter = Requester.from_json(annotations.get(WITHDRAWN_BY_ANNOTATION))
+    decided = Requester.from_annotations(annotations)
+    message = (
+        f"{spec.get('decision')} by {decided.username if decided else 'unknown'} (PluginApproval "
+        f"{name}) deleted by {deleter.username if deleter else 'unknown'} after its Plugin "
+        f"{spec.get('plugin')} was deleted"
+    )
+    entry = audit_event(
+        AuditEventType.DECISION_WITHDRAWN,
+        plugin_id=str(spec.get("pluginId") or spec.get("plugin") or name),
+        version=spec.get("version"),
+        tenant=namespace,
+        actor=_person(deleter) if deleter else OPERATOR,
+        details={"approval": name, "digest": spec.get("digest"), "message": message},
+    ).model_copy(
+        update={"audit_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{meta.get('uid')}/withdrawn"))}
+    )
+    await sink.append(entry)
+    metrics.DECISIONS.labels(AuditEventType.DECISION_WITHDRAWN.value).inc()
+    rest = [f for f in finalizers if f != DECISION_FINALIZER]
+    await api.set_finalizers(
+        "pluginapprovals", namespace, name, rest, str(meta.get("resourceVersion", ""))
+    )
+
+
 def _waits_for_scan(
     evaluation: Evaluation, indexes: Indexes, namespace: str, spec: PluginDescriptor
 ) -> bool:
-    """The Scanned gate waits and no ScanReport exists yet for the artifact."""
+    """The Scanned gate waits and no ScanReport the operator requested exists for the artifact
+    (none at all, or one it did not write, which it takes over)."""
     scanned = next(c for c in evaluation.conditions if c.type == ConditionType.SCANNED.value)
     pending = scanned.reason == Reason.SCAN_PENDING.value
-    return pending and indexes.scan(namespace, spec.implementation.digest) is None
+    record = indexes.scan(namespace, spec.implementation.digest)
+    return pending and (record is None or not record.requested)
 
 
 async def reconcile(
@@ -445,6 +580,8 @@ async def reconcile(
     sink: AuditSink,
     wayang_version: str | None,
     workloads: Options | None = None,
+    attestor: Attestor | None = None,
+    tracer: trace.Tracer | None = None,
 ) -> Evaluation | None:
     """Evaluate one plugin from the indexes, act on its workload (when `workloads` are run by
     this operator) and write its status if it changed; timed by outcome."""
@@ -459,10 +596,50 @@ async def reconcile(
             sink=sink,
             wayang_version=wayang_version,
             workloads=workloads,
+            attestor=attestor or Attestor.generate(),
+            tracer=tracer or trace.NoOpTracer(),
         )
         return evaluation
     finally:
         metrics.RECONCILE_SECONDS.labels(outcome).observe(time.monotonic() - started)
+
+
+async def _missing_secret(
+    api: KubeApi, indexes: Indexes, snapshot: PluginSnapshot, workloads: Options | None
+) -> str | None:
+    spec = snapshot.descriptor
+    if workloads is None or spec is None:
+        return None
+    pods = list(indexes.pods.get((snapshot.namespace, snapshot.name), []))
+    mounts = bool(spec.required_secrets or secret_refs(spec))
+    return await deploying.missing_secret(api, snapshot.namespace, pods, mounts)
+
+
+async def _act(  # noqa: PLR0917 - what was gathered, decided and configured
+    api: KubeApi,
+    indexes: Indexes,
+    snapshot: PluginSnapshot,
+    facts: Facts,
+    evaluation: Evaluation,
+    workloads: Options | None,
+) -> Evaluation:
+    """Carry out the workload plan; a render the API server refused is re-evaluated with the
+    refusal, so this very status write says so."""
+    if evaluation.workload is None:
+        return evaluation
+    refused = await deploying.act(
+        api,
+        snapshot.owner,
+        snapshot.descriptor,
+        policies=facts.policies,
+        plan=evaluation.workload,
+        deployment=indexes.deployment(snapshot.namespace, snapshot.name),
+        telemetry=workloads.telemetry if workloads else NO_TELEMETRY,
+    )
+    if refused is None or facts.workload is None or facts.workload.refused:
+        return evaluation
+    workload = dataclasses.replace(facts.workload, refused=refused)
+    return evaluate(dataclasses.replace(facts, workload=workload), facts.now)
 
 
 async def _reconcile(
@@ -474,6 +651,8 @@ async def _reconcile(
     sink: AuditSink,
     wayang_version: str | None,
     workloads: Options | None,
+    attestor: Attestor,
+    tracer: trace.Tracer,
 ) -> tuple[Evaluation | None, metrics.ReconcileOutcome]:
     lock = _locks.setdefault((namespace, name), asyncio.Lock())
     async with lock:
@@ -481,50 +660,112 @@ async def _reconcile(
         if indexed is None:
             return None, "skipped"
         snapshot = _latest(indexed)
-        if workloads is not None and await _finalized(snapshot, indexes, api, sink):
-            return None, "skipped"
-        facts = facts_for(snapshot, indexes, wayang_version, workloads)
-        evaluation = evaluate(facts, _now())
-        metrics.observe_phase(namespace, name, evaluation.phase)
-        spec = snapshot.descriptor
-        if spec is not None and _waits_for_scan(evaluation, indexes, namespace, spec):
-            await request(api, namespace, spec, snapshot.annotations.get(PULL_SECRET_ANNOTATION))
-        status = status_of(evaluation, spec.implementation.digest if spec else None)
-        unchanged = _comparable(status) == _comparable(snapshot.status)
-        if unchanged and evaluation.workload is None:
-            return evaluation, "unchanged"
-        for kind, message in [] if unchanged else evaluation.decisions:
-            await _audit(sink, snapshot, kind, message, actor_of(kind, snapshot, evaluation))
-        if evaluation.workload is not None:
-            await deploying.act(
-                api,
-                snapshot.owner,
-                spec,
-                policies=facts.policies,
-                plan=evaluation.workload,
-                deployment=indexes.deployment(namespace, name),
+        with tracer.start_as_current_span(
+            "wayang.reconcile",
+            context=tracing.parent_of(snapshot.annotations),
+            attributes={
+                "wayang.namespace": namespace,
+                "wayang.plugin": name,
+                "wayang.generation": snapshot.generation,
+            },
+        ) as span:
+            evaluation, outcome = await _decide(
+                snapshot,
+                indexes,
+                api=api,
+                sink=sink,
+                wayang_version=wayang_version,
+                workloads=workloads,
+                attestor=attestor,
+                tracer=tracer,
             )
-            if unchanged:
-                return evaluation, "unchanged"
+            span.set_attribute("wayang.outcome", outcome)
+            if evaluation is not None:
+                span.set_attribute("wayang.phase", evaluation.phase.value)
+            return evaluation, outcome
+
+
+def _describe(span: trace.Span, evaluation: Evaluation) -> None:
+    """The decision on its span: the phase and each gate's reason."""
+    span.set_attribute("wayang.phase", evaluation.phase.value)
+    for condition in evaluation.conditions:
+        span.set_attribute(
+            f"wayang.gate.{condition.type}", f"{condition.status.value} {condition.reason}"
+        )
+
+
+async def _decide(
+    snapshot: PluginSnapshot,
+    indexes: Indexes,
+    *,
+    api: KubeApi,
+    sink: AuditSink,
+    wayang_version: str | None,
+    workloads: Options | None,
+    attestor: Attestor,
+    tracer: trace.Tracer,
+) -> tuple[Evaluation | None, metrics.ReconcileOutcome]:
+    """Gather the facts, decide (the pure pipeline), act on the workload, audit and write the
+    status: one reconcile of one snapshot, each step its own span."""
+    namespace, name = snapshot.namespace, snapshot.name
+    if workloads is not None and await _finalized(snapshot, indexes, api, sink):
+        return None, "skipped"
+    now = _now()
+    facts = facts_for(
+        snapshot,
+        indexes,
+        wayang_version,
+        workloads=workloads,
+        now=now,
+        missing_secret=await _missing_secret(api, indexes, snapshot, workloads),
+    )
+    with tracer.start_as_current_span("wayang.evaluate") as span:
+        evaluation = evaluate(facts, facts.now)
+        _describe(span, evaluation)
+    spec = snapshot.descriptor
+    if spec is not None and _waits_for_scan(evaluation, indexes, namespace, spec):
+        pull_secret = snapshot.annotations.get(PULL_SECRET_ANNOTATION)
+        existing = indexes.scan(namespace, spec.implementation.digest)
+        await request(
+            api, attestor, namespace, plugin=spec, pull_secret=pull_secret, existing=existing
+        )
+    if evaluation.workload is not None:
+        with tracer.start_as_current_span("wayang.act") as span:
+            span.set_attribute("wayang.replicas", evaluation.workload.replicas or 0)
+            evaluation = await _act(api, indexes, snapshot, facts, evaluation, workloads)
+    metrics.observe_phase(namespace, name, evaluation.phase)
+    status = status_of(evaluation, spec.implementation.digest if spec else None)
+    if _comparable(status) == _comparable(snapshot.status):
+        # a new approval that does not count changes no plugin status, but its own; what a
+        # deleted decision waits for may already be written
+        await _write_verdicts(api, indexes, namespace, name, evaluation)
+        await release_withdrawn(api, indexes, namespace, name, evaluation)
+        return evaluation, "unchanged"
+    for decision in evaluation.decisions:
+        actor = actor_of(decision, snapshot, evaluation)
+        with tracer.start_as_current_span(
+            "wayang.audit", attributes={"wayang.audit.event": decision.kind.value}
+        ):
+            await _audit(sink, snapshot, decision, actor, evaluation)
+    with tracer.start_as_current_span("wayang.status"):
         gone = await api.patch_status(
             "plugins", namespace, name, merge_patch(snapshot.status, status)
         )
-        if gone is None:
-            _written[(namespace, name)] = (snapshot.uid, status)
-            _announce(snapshot, evaluation)
-        for record, verdict in (evaluation.approval.records if evaluation.approval else {}).items():
-            approval_status = {"phase": verdict.phase.value, "message": verdict.message}
-            await api.patch_status("pluginapprovals", namespace, record, approval_status)
-        if gone is not None:
-            return evaluation, "skipped"
-        if evaluation.workload is not None:
-            fresh = dataclasses.replace(snapshot, status=status)
-            await _publish(api, indexes, namespace, fresh=fresh)
-        logger.info(
-            "plugin %s/%s: %s",
-            namespace,
-            name,
-            evaluation.phase.value,
-            extra=about(namespace, name, phase=evaluation.phase.value),
-        )
-        return evaluation, "written"
+    if gone is None:
+        _written[(namespace, name)] = (snapshot.uid, status)
+        _announce(snapshot, evaluation)
+    await _write_verdicts(api, indexes, namespace, name, evaluation)
+    if gone is not None:
+        return evaluation, "skipped"
+    await release_withdrawn(api, indexes, namespace, name, evaluation)
+    if evaluation.workload is not None:
+        fresh = dataclasses.replace(snapshot, status=status)
+        await _publish(api, indexes, namespace, fresh=fresh)
+    logger.info(
+        "plugin %s/%s: %s",
+        namespace,
+        name,
+        evaluation.phase.value,
+        extra=about(namespace, name, phase=evaluation.phase.value),
+    )
+    return evaluation, "written"

@@ -9,7 +9,11 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+
 from ..audit import AuditSink, LogSink
+from ..core.attestation import Attestor
 from ..kube import KubeApi
 from ..settings import OperatorSettings
 from .leadership import Leadership
@@ -24,6 +28,15 @@ class Runtime:
     election: asyncio.Task[None] | None = None
     rescans: asyncio.Task[None] | None = None
     observations: asyncio.Task[None] | None = None
+    attestor: Attestor = field(default_factory=Attestor.generate)
+    """Signs the ScanReports the operator writes; the audit log's key once that is open."""
+    identity: str = ""
+    """The operator's own user name, as the API server authenticates it (SelfSubjectReview at
+    startup): the only requester the webhooks let write what only the operator writes."""
+    tracer: trace.Tracer = field(default_factory=trace.NoOpTracer)
+    """Spans of the operator's decisions (tracing.py); the no-op tracer unless OTEL_* ask."""
+    tracing: TracerProvider | None = None
+    """The provider behind `tracer`, flushed at shutdown."""
     _scanner: Scanner | None = None
     _api: KubeApi | None = None
 
@@ -36,7 +49,7 @@ class Runtime:
     @property
     def scanner(self) -> Scanner:
         if self._scanner is None:
-            self._scanner = Scanner(self.settings, self.api)
+            self._scanner = Scanner(self.settings, self.api, self.attestor)
         return self._scanner
 
 

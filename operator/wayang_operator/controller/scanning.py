@@ -21,7 +21,7 @@ DEFAULT_RESCAN = "24h"
 
 @kopf.index(*SCANREPORTS)
 def scan_index(*, namespace: str | None, name: str, body: kopf.Body, **_: Any) -> object:
-    record = ScanRecord.of(name, dict(body)) if namespace else None
+    record = ScanRecord.of(namespace, name, dict(body), RUNTIME.attestor) if namespace else None
     return {} if record is None else {(namespace, record.spec.artifact.digest): record}
 
 
@@ -38,7 +38,7 @@ def _rescan_interval(indexes: Indexes, namespace: str) -> datetime.timedelta:
 def _scan_if_due(namespace: str, name: str, body: kopf.Body, indexes: Indexes) -> None:
     if not RUNTIME.leadership.leading:
         return
-    record = ScanRecord.of(name, dict(body))
+    record = ScanRecord.of(namespace, name, dict(body), RUNTIME.attestor)
     if record is not None and RUNTIME.scanner.due(record, datetime.datetime.now(datetime.UTC)):
         RUNTIME.scanner.start(namespace, record, _rescan_interval(indexes, namespace))
 

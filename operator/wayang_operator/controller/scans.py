@@ -26,6 +26,7 @@ from .. import metrics
 from ..api.descriptor import PluginDescriptor
 from ..api.errors import ErrorPayload, ErrorType
 from ..api.resources import ScanReportSpec, ScanReportStatus, report_name
+from ..core.attestation import Attestor
 from ..core.references import pinned_reference
 from ..core.scanpolicy import parse_time
 from ..kube import KubeApi
@@ -49,15 +50,33 @@ class ScanRecord:
     name: str
     spec: ScanReportSpec
     status: ScanReportStatus | None
+    requested: bool = True
+    """The operator signed its spec: it asked for this scan."""
+    recorded: bool = True
+    """The operator signed its status: the result is the operator's own."""
 
     @classmethod
-    def of(cls, name: str, body: dict[str, Any]) -> ScanRecord | None:
-        spec = parse_model(ScanReportSpec, dict(body.get("spec") or {}))[0]
+    def of(
+        cls, namespace: str, name: str, body: dict[str, Any], attestor: Attestor
+    ) -> ScanRecord | None:
+        raw_spec = dict(body.get("spec") or {})
+        spec = parse_model(ScanReportSpec, raw_spec)[0]
         if spec is None:
             return None
         raw = body.get("status")
         status = parse_model(ScanReportStatus, dict(raw))[0] if raw else None
-        return cls(name, spec, status)
+        return cls(
+            name,
+            spec,
+            status,
+            requested=attestor.requested(namespace, name, raw_spec),
+            recorded=bool(raw) and attestor.recorded(namespace, name, dict(raw or {})),
+        )
+
+    @property
+    def trusted_status(self) -> ScanReportStatus | None:
+        """The status, if the operator wrote it for a scan it requested; else nothing."""
+        return self.status if self.requested and self.recorded else None
 
 
 def _about(namespace: str, report: str, **fields: Any) -> dict[str, Any]:
@@ -83,6 +102,7 @@ class Scanner:
 
     settings: OperatorSettings
     api: KubeApi
+    attestor: Attestor
     inflight: set[tuple[str, str]] = field(default_factory=set)
     outputs: OrderedDict[tuple[str, str], tuple[dict[str, Any], str]] = field(
         default_factory=OrderedDict
@@ -103,7 +123,9 @@ class Scanner:
         )
 
     def due(self, record: ScanRecord, now: datetime.datetime) -> bool:
-        status = record.status
+        if not record.requested:
+            return False  # not the operator's request: never scanned (see core/attestation.py)
+        status = record.trusted_status
         if status is None or status.next_scan_at is None:
             return True
         if now >= parse_time(status.next_scan_at):
@@ -184,7 +206,7 @@ class Scanner:
         return result
 
     async def scan(self, namespace: str, record: ScanRecord, rescan: datetime.timedelta) -> None:
-        spec, previous = record.spec, record.status or ScanReportStatus()
+        spec, previous = record.spec, record.trusted_status or ScanReportStatus()
         runs = (previous.runs or 0) + 1
         now = _now()
         try:
@@ -203,6 +225,11 @@ class Scanner:
                 details={"digest": spec.artifact.digest, "coordinate": spec.artifact.coordinate},
             )
             status: dict[str, Any] = {
+                # the previous report stays until a scan succeeds
+                "report": _wire(previous.report) if previous.report else None,
+                "fixable": _wire(previous.fixable) if previous.fixable else None,
+                "truncated": previous.truncated,
+                "databaseUpdatedAt": previous.database_updated_at,
                 "lastError": _wire(payload),
                 "runs": runs,
                 "nextScanAt": _stamp(now + datetime.timedelta(seconds=retry)),
@@ -237,26 +264,51 @@ class Scanner:
                 "nextScanAt": _stamp(now + rescan),
                 "lastError": None,
             }
+        status["attestation"] = self.attestor.sign_status(namespace, record.name, status)
         await self.api.patch_status(PLURAL, namespace, record.name, status)
 
 
 async def request(
-    api: KubeApi, namespace: str, plugin: PluginDescriptor, pull_secret: str | None
+    api: KubeApi,
+    attestor: Attestor,
+    namespace: str,
+    *,
+    plugin: PluginDescriptor,
+    pull_secret: str | None,
+    existing: ScanRecord | None,
 ) -> None:
-    """Create the ScanReport for a plugin's artifact unless it exists (the leader scans it)."""
-    artifact = {
-        "coordinate": plugin.implementation.coordinate,
-        "digest": plugin.implementation.digest,
-    }
-    body = {
-        "apiVersion": "wayang.io/v1alpha1",
-        "kind": "ScanReport",
-        "metadata": {"name": report_name(artifact["digest"]), "namespace": namespace},
-        "spec": {
-            "artifact": artifact,
-            "pluginId": plugin.id,
-            "version": plugin.version,
-            **({"pullSecret": pull_secret} if pull_secret else {}),
+    """Create the ScanReport for a plugin's artifact, signed as the operator's request (the
+    leader scans it). One the operator did not request (forged, or written by hand) is taken
+    over: its spec is replaced by the operator's and its status cleared, so it is scanned."""
+    name = report_name(plugin.implementation.digest)
+    spec: dict[str, Any] = {
+        "artifact": {
+            "coordinate": plugin.implementation.coordinate,
+            "digest": plugin.implementation.digest,
         },
+        "pluginId": plugin.id,
+        "version": plugin.version,
+        **({"pullSecret": pull_secret} if pull_secret else {}),
     }
-    await api.create(PLURAL, namespace, body)
+    spec["attestation"] = attestor.sign_spec(namespace, name, spec)
+    if existing is None:
+        body = {
+            "apiVersion": "wayang.io/v1alpha1",
+            "kind": "ScanReport",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": spec,
+        }
+        await api.create(PLURAL, namespace, body)
+        return
+    logger.warning(
+        "ScanReport %s/%s was not written by the operator; replacing it",
+        namespace,
+        name,
+        extra=_about(namespace, name),
+    )
+    await api.patch_spec(PLURAL, namespace, name, {**spec, "pullSecret": pull_secret})
+    cleared: dict[str, Any] = dict.fromkeys(
+        ("report", "fixable", "truncated", "databaseUpdatedAt", "nextScanAt", "runs",
+         "lastError", "attestation", "conditions", "observedGeneration")
+    )  # fmt: skip
+    await api.patch_status(PLURAL, namespace, name, cleared)

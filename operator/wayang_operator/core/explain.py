@@ -200,9 +200,45 @@ def _invalid(what: str) -> Say:
 def _signature_invalid(ctx: _Context) -> tuple[str, str | None]:
     return (
         f"Signature not verified: {ctx.detail}",
-        "Sign exactly this id, version, type, coordinate and digest with a key the policy "
-        "trusts (`wayang sign -k KEY FILE`, then apply the signed manifest), or ask a platform "
-        "admin to add your public key to the PluginPolicy's spec.signing.trustedKeys.",
+        "Sign the manifest as it is, powers included (`wayang sign FILE --key KEY`: payload v2 "
+        "covers the id, version and the whole approved surface, so any later edit of them needs "
+        "a new signature), then apply it; or ask a platform admin to add your public key to the "
+        "PluginPolicy's spec.signing.trustedKeys.",
+    )
+
+
+def _not_granted(ctx: _Context) -> tuple[str, str | None]:
+    return (
+        f"A requested power is not granted: {ctx.detail}",
+        "Drop the power from the Plugin (spec.capabilities, spec.requiredSecrets, the Secret in "
+        "spec.configuration, resourceProfile.gpu), or ask a platform admin to grant it in the "
+        "PluginPolicy (spec.capabilities.<name> with the destinations it may reach, "
+        "spec.secrets.allowed).",
+    )
+
+
+def _disagree(ctx: _Context) -> tuple[str, str | None]:
+    return (
+        f"The policies disagree: {ctx.detail}",
+        "A platform admin makes the PluginPolicies that cover this namespace agree (kubectl get "
+        "pluginpolicies; the plugin must satisfy each of them).",
+    )
+
+
+def _secret_missing(ctx: _Context) -> tuple[str, str | None]:
+    return (
+        f"Waiting for a Secret: {ctx.detail}",
+        f"Create the Secret in namespace {ctx.namespace} (kubectl create secret generic NAME "
+        f"{ctx.where} --from-literal=...); the pods start once it exists.",
+    )
+
+
+def _refused(ctx: _Context) -> tuple[str, str | None]:
+    return (
+        f"The API server refused the workload: {ctx.detail}",
+        "The message names the admission policy, quota or rule that refused it; fix that (or "
+        "the plugin's resourceProfile). The operator tries the same objects again every 5 "
+        "minutes, and at once after any change of the plugin.",
     )
 
 
@@ -279,6 +315,25 @@ def _notes(ctx: _Context) -> str:
     return (" " + "; ".join(notes) + ".") if notes else ""
 
 
+def _grown(ctx: _Context) -> str:
+    """Approvals of this artifact that no longer count because the Plugin's powers grew."""
+    grown = [
+        v
+        for v in ctx.approvals
+        if v.digest == ctx.digest
+        and v.phase == ApprovalPhase.STALE.value
+        and "grown since" in (v.message or "")
+    ]
+    if not grown:
+        return ""
+    powers = sorted({(v.message or "").split("grown since: ", 1)[1] for v in grown})
+    who = ", ".join(sorted({v.approver or v.name for v in grown}))
+    return (
+        f" The Plugin's powers grew since {who} approved it ({'; '.join(powers)}): the approved "
+        "surface keeps serving until the grown one is approved."
+    )
+
+
 def _awaiting(ctx: _Context) -> tuple[str, str | None]:
     counting = [
         v
@@ -291,10 +346,10 @@ def _awaiting(ctx: _Context) -> tuple[str, str | None]:
         who = ", ".join(sorted({v.approver or v.name for v in counting}))
         have = f"approved by {who} so far, not enough"
     else:
-        have = "no PluginApproval"
+        have = "no approval in force"
     message = (
         f"Awaiting approval: {have} for digest {short_digest(ctx.digest)} (version "
-        f"{ctx.version}); {ctx.detail}.{_notes(ctx)}"
+        f"{ctx.version}); {ctx.detail}.{_grown(ctx)}{_notes(ctx)}"
     )
     others = " (another approver: approvals count by distinct user)" if counting else ""
     return message, f"An approver runs: {ctx.approve_command}{others}"
@@ -316,9 +371,10 @@ def _revoked(ctx: _Context) -> tuple[str, str | None]:
     name = view.name if view else "NAME"
     return (
         _by(view, ctx, "Revoked") + "; its approvals are withdrawn and its workload is unloaded",
-        "A revocation stays in force until it is deleted: an approver runs kubectl delete "
-        f"pluginapproval {name} {ctx.where} (the earlier approvals count again), or publish a "
-        "new digest and have it approved.",
+        "A revocation stays in force until it is deleted (kubectl delete pluginapproval "
+        f"{name} {ctx.where}); deleting it revives none of the approvals it overruled: the "
+        "artifact then needs fresh approvals, and whoever deleted another approver's revocation "
+        "cannot supply them alone. Or publish a new digest and have it approved.",
     )
 
 
@@ -420,12 +476,30 @@ def _half_open(ctx: _Context) -> tuple[str, str | None]:
     )
 
 
+def _rolled_back(ctx: _Context) -> tuple[str, str | None]:
+    serving = ctx.workload.get("version")
+    return (
+        f"Rolled back (autoHealEnabled): {ctx.detail}",
+        f"Version {serving or 'the last known-good'} serves. Fix the cause and publish a fixed "
+        "version or configuration: a changed spec starts a new breaker and rolls out again, the "
+        "known-good serving until it is ready.",
+    )
+
+
+def _new_version_quarantined(ctx: _Context) -> tuple[str, str | None]:
+    serving = ctx.workload.get("version")
+    return (
+        f"The new version is quarantined, the last known-good serves: {ctx.detail}",
+        f"Version {serving or 'the last known-good'} keeps serving meanwhile. Fix the cause and "
+        "publish a fixed version; the half-open trials also roll this one out again beside it, "
+        f"and a new approval releases a quarantine that needs review: {ctx.approve_command}",
+    )
+
+
 def _not_runnable(ctx: _Context) -> tuple[str, str | None]:
     return (
         f"Cannot run: {ctx.detail}",
-        "Only container plugins run (other types ship as an image on the Python runtime host); "
-        "PluginPolicies that name different runtimeClasses for one sandbox level must agree; "
-        "requiredSecrets need allowSecrets: true in every governing PluginPolicy.",
+        "Only container plugins run (other types ship as an image on the Python runtime host).",
     )
 
 
@@ -465,6 +539,10 @@ TEXTS: dict[Reason, Text] = {
     Reason.SIGNATURE_NOT_REQUIRED: Text(StepState.PASSED, _passed("No signature required")),
     Reason.SIGNATURE_INVALID: Text(StepState.BLOCKED, _signature_invalid),
     Reason.REGISTRY_NOT_ALLOWED: Text(StepState.BLOCKED, _registry),
+    Reason.GRANTED: Text(StepState.PASSED, _passed("Powers granted")),
+    Reason.CAPABILITY_NOT_GRANTED: Text(StepState.BLOCKED, _not_granted),
+    Reason.SECRET_NOT_ALLOWED: Text(StepState.BLOCKED, _not_granted),
+    Reason.POLICIES_DISAGREE: Text(StepState.BLOCKED, _disagree),
     Reason.SCAN_PASSED: Text(StepState.PASSED, _passed("Scan passed")),
     Reason.SCAN_NOT_REQUIRED: Text(StepState.PASSED, _passed("No scan required")),
     Reason.SCAN_PENDING: Text(StepState.WAITING, _scan_pending),
@@ -485,9 +563,13 @@ TEXTS: dict[Reason, Text] = {
     Reason.SERVING_PREVIOUS: Text(StepState.PASSED, _passed("The previous version serves")),
     Reason.UNLOADED: Text(StepState.FOLLOWS, _unloaded),
     Reason.NOT_RUNNABLE: Text(StepState.BLOCKED, _not_runnable),
+    Reason.SECRET_MISSING: Text(StepState.WAITING, _secret_missing),
+    Reason.RENDER_REFUSED: Text(StepState.BLOCKED, _refused),
     Reason.FAILING: Text(StepState.BLOCKED, _failing),
     Reason.QUARANTINED: Text(StepState.BLOCKED, _quarantined),
     Reason.HALF_OPEN: Text(StepState.WAITING, _half_open),
+    Reason.ROLLED_BACK: Text(StepState.BLOCKED, _rolled_back),
+    Reason.NEW_VERSION_QUARANTINED: Text(StepState.BLOCKED, _new_version_quarantined),
     Reason.READY: Text(StepState.PASSED, _passed("Ready")),
     Reason.DISABLED: Text(StepState.BLOCKED, _disabled),
     Reason.NOT_READY: Text(StepState.FOLLOWS, _not_ready),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..api.descriptor import PluginDescriptor
+from ..api.descriptor import ImplementationType, PluginDescriptor
 from ..api.resources import (
     ApprovalPolicy,
     LabelSelector,
@@ -19,6 +19,7 @@ from ..api.resources import (
     ScanPolicy,
     SigningPolicy,
 )
+from .references import schemeless
 
 DEFAULT_POLICY_NAME = "(built-in default)"
 
@@ -92,9 +93,13 @@ def approvers_required(policy: NamedPolicy, spec: PluginDescriptor) -> int:
 
 
 def artifact_location(spec: PluginDescriptor) -> str:
-    """Where the artifact comes from (repository URL if given, else coordinate), schemeless."""
-    location = spec.implementation.repository or spec.implementation.coordinate
-    return location.split("://", 1)[-1]
+    """Where the artifact is fetched from, schemeless: a container's image repository (its
+    coordinate, the reference that is pulled); for other types the repository URL if given, else
+    the coordinate."""
+    implementation = spec.implementation
+    if implementation.type == ImplementationType.CONTAINER:
+        return schemeless(implementation.coordinate)
+    return schemeless(implementation.repository or implementation.coordinate)
 
 
 def registry_allowed(policy: NamedPolicy, spec: PluginDescriptor) -> str | None:
@@ -103,7 +108,7 @@ def registry_allowed(policy: NamedPolicy, spec: PluginDescriptor) -> str | None:
     if not allowed:
         return None
     location = artifact_location(spec)
-    if any(location.startswith(prefix.split("://", 1)[-1]) for prefix in allowed):
+    if any(location.startswith(schemeless(prefix)) for prefix in allowed):
         return None
     return (
         f"{location!r} is not under a registry policy {policy.name!r} allows ({', '.join(allowed)})"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import re
 
+from ..api.descriptor import ImplementationType, PluginDescriptor
 from ..api.errors import ErrorType
 from ..api.resources import ScanPolicy, ScanReportStatus, SeverityThreshold
 from ..api.scan import RANK, ScanSummary, Severity, Vulnerability
@@ -93,6 +94,26 @@ def _check(status: ScanReportStatus, policy: ScanPolicy, now: datetime.datetime)
         if policy.allowed_licenses is not None and name not in policy.allowed_licenses:
             return f"license {name} is not among the allowed licenses"
     return None
+
+
+def scan_facts(
+    spec: PluginDescriptor,
+    status: ScanReportStatus | None,
+    policies: list[NamedPolicy],
+    now: datetime.datetime,
+) -> ScanFacts | None:
+    """The Scanned facts of a plugin from the ScanReport of its digest (None: no result yet).
+    trivy scans container images; an artifact of another type cannot be scanned, so only a
+    policy that does not require a scan admits it."""
+    if spec.implementation.type != ImplementationType.CONTAINER:
+        return ScanFacts(
+            False,
+            f"trivy scans container images; a {spec.implementation.type} artifact cannot be "
+            "scanned, so only a policy with scan.required: false admits it",
+            error=ErrorType.VALIDATION_ERROR,
+            failed=True,
+        )
+    return decide(status, policies, now)
 
 
 def decide(

@@ -22,6 +22,8 @@ from pydantic_core import ErrorDetails
 from ..api.base import human_pattern
 from ..api.meta import API_VERSION, GROUP
 from ..api.resources import RESOURCES_BY_KIND, Plugin
+from ..core import contract
+from ..core.contract import admission_problems
 from ..schemagen.jsonschema import model_schema
 from .loader import Document, LoadError
 
@@ -157,7 +159,29 @@ def _document_problems(api_version: Any, kind: Any, data: dict[str, Any]) -> lis
     if info is None:
         known = ", ".join(sorted(RESOURCES_BY_KIND))
         return [(("kind",), f"unknown kind {kind!r} in {API_VERSION}; expected one of {known}")]
-    return check_model(info.model, data)
+    parsed, problems = parse_model(info.model, data)
+    spec = data.get("spec")
+    if info.model is Plugin and isinstance(spec, dict):
+        # the plugin's contract, as the Validated gate checks it (core/contract.py); of a spec
+        # the schema refuses, what the admission webhook refuses beyond it
+        found = (
+            [(c.path, c.message) for c in contract.check(parsed.spec)]
+            if isinstance(parsed, Plugin)
+            else admission_problems(spec)
+        )
+        problems += [(_split(path), message) for path, message in found]
+    return problems
+
+
+def _split(path: str) -> Path:
+    """`spec.properties[0].default` → ("spec", "properties", 0, "default")."""
+    steps: list[str | int] = []
+    for part in path.split("."):
+        name, _, rest = part.partition("[")
+        steps.append(name)
+        if rest:
+            steps.append(int(rest.rstrip("]")))
+    return tuple(steps)
 
 
 M = TypeVar("M", bound=BaseModel)

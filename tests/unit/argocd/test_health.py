@@ -46,10 +46,14 @@ from wayang_operator.api.resources import (
 from wayang_operator.api.scan import ScanStatus
 from wayang_operator.controller import scans
 from wayang_operator.controller.reconcile import status_of
+from wayang_operator.core.attestation import Attestor
 from wayang_operator.core.gates import Reason
-from wayang_operator.core.pipeline import _PHASE_OF_REASON, Facts, ScanFacts, evaluate
+from wayang_operator.core.pipeline import Facts, ScanFacts, evaluate
 from wayang_operator.core.policy import NamedPolicy
+from wayang_operator.core.reasons import PHASE_HEALTH as PHASES
+from wayang_operator.core.reasons import REASONS
 from wayang_operator.scanning import trivy
+from wayang_operator.schemagen import argocd as generated
 from wayang_operator.settings import OperatorSettings
 
 NOW = "2026-11-22T10:00:00Z"
@@ -57,57 +61,10 @@ NOW = "2026-11-22T10:00:00Z"
 # ------------------------------------------------------------------------------------------------
 # The mapping, as docs/argocd.md states it; health.lua must agree (the enum tests check it).
 
-REASON_HEALTH = {
-    Reason.VALID: "Healthy",
-    Reason.INVALID_SPEC: "Degraded",
-    Reason.CONTRACT_VIOLATION: "Degraded",
-    Reason.SIGNATURE_VERIFIED: "Healthy",
-    Reason.SIGNATURE_NOT_REQUIRED: "Healthy",
-    Reason.SIGNATURE_INVALID: "Degraded",
-    Reason.REGISTRY_NOT_ALLOWED: "Degraded",
-    Reason.SCAN_PASSED: "Healthy",
-    Reason.SCAN_NOT_REQUIRED: "Healthy",
-    Reason.SCAN_PENDING: "Progressing",
-    Reason.SCAN_FAILED: "Degraded",
-    Reason.SCAN_ERROR: "Degraded",
-    Reason.APPROVED: "Healthy",
-    Reason.AUTO_APPROVED: "Healthy",
-    Reason.AWAITING_APPROVAL: "Suspended",
-    Reason.REJECTED: "Degraded",
-    Reason.REVOKED: "Degraded",
-    Reason.RESOLVED: "Healthy",
-    Reason.UNRESOLVED: "Progressing",
-    Reason.DEPENDENCY_CYCLE: "Degraded",
-    Reason.NOT_MANAGED: "Healthy",
-    Reason.AVAILABLE: "Healthy",
-    Reason.DEPLOYING: "Progressing",
-    Reason.ROLLING_OUT: "Progressing",
-    Reason.SERVING_PREVIOUS: "Healthy",
-    Reason.UNLOADED: "Degraded",
-    Reason.NOT_RUNNABLE: "Degraded",
-    Reason.FAILING: "Degraded",
-    Reason.QUARANTINED: "Degraded",
-    Reason.HALF_OPEN: "Degraded",
-    Reason.READY: "Healthy",
-    Reason.DISABLED: "Suspended",
-    Reason.NOT_READY: "Progressing",
-    Reason.NOT_EVALUATED: "Progressing",
-}
-PHASE_HEALTH = {
-    PluginPhase.PENDING: "Progressing",
-    PluginPhase.INVALID: "Degraded",
-    PluginPhase.BLOCKED: "Degraded",
-    PluginPhase.SCANNING: "Progressing",
-    PluginPhase.AWAITING_APPROVAL: "Suspended",
-    PluginPhase.REJECTED: "Degraded",
-    PluginPhase.REVOKED: "Degraded",
-    PluginPhase.UNRESOLVED: "Progressing",
-    PluginPhase.DEPLOYING: "Progressing",
-    PluginPhase.READY: "Healthy",
-    PluginPhase.DEGRADED: "Degraded",
-    PluginPhase.QUARANTINED: "Degraded",
-    PluginPhase.DISABLED: "Suspended",
-}
+REASON_HEALTH = {reason: about.health.value for reason, about in REASONS.items()}
+PHASE_HEALTH = {phase: health.value for phase, health in PHASES.items()}
+"""From the one reasons table (core/reasons.py), which health.lua's tables are generated from;
+the tests below run the Lua and check that it answers what the table says."""
 REFINED = {Reason.DEPENDENCY_CYCLE}
 """Reasons whose health differs from their phase's: a cycle never resolves by waiting, while
 the phase Unresolved mostly means a dependency that is on its way (Progressing)."""
@@ -337,7 +294,7 @@ def scanned_report(monkeypatch: pytest.MonkeyPatch, outcome: dict[str, Any] | Ex
         "version": "1.0.0",
     }
     api = RecordingApi()
-    scanner = scans.Scanner(OperatorSettings(), api)  # type: ignore[arg-type]
+    scanner = scans.Scanner(OperatorSettings(), api, Attestor.generate())  # type: ignore[arg-type]
     record = scans.ScanRecord("sha256-ab", ScanReportSpec.model_validate(spec), None)
     asyncio.run(scanner.scan("team-a", record, datetime.timedelta(hours=24)))
     ScanReportStatus.model_validate(api.status)
@@ -423,8 +380,16 @@ def test_every_phase_maps_to_its_health() -> None:
     assert got == PHASE_HEALTH
 
 
+def test_the_scripts_tables_are_generated_from_the_reasons_table() -> None:
+    script = (
+        Path(__file__).resolve().parents[3] / "argocd/wayang.io/Plugin/health.lua"
+    ).read_text()
+    assert generated.regenerate(script) == script, "run `make manifests`"
+
+
 def test_a_reason_and_the_phase_it_produces_agree_unless_refined() -> None:
-    for reason, phase in _PHASE_OF_REASON.items():
+    phases = {reason: about.phase for reason, about in REASONS.items() if about.phase is not None}
+    for reason, phase in phases.items():
         agree = REASON_HEALTH[reason] == PHASE_HEALTH[phase]
         assert agree != (reason in REFINED), (reason, phase)
     assert REASON_HEALTH[Reason.READY] == PHASE_HEALTH[PluginPhase.READY]

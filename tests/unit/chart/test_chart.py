@@ -249,6 +249,7 @@ def test_the_operator_pod_is_locked_down(helm: Path) -> None:
         (["--set", "image.digest=sha256:nothex"], "/image/digest"),
         (["--set", "replicaCount=0"], "/replicaCount"),
         (["--set-json", 'operator.namespaces=["Team A"]'], "/operator/namespaces/0"),
+        (["--set", "tracing.plugins.otlpEndpoint=collector:4318"], "/tracing/plugins/otlpEndpoint"),
     ],
 )
 def test_bad_values_are_refused_naming_the_field(helm: Path, values: list[str], path: str) -> None:
@@ -267,3 +268,58 @@ def test_the_dashboard_ships_when_asked(helm: Path) -> None:
     assert monitor["spec"]["endpoints"] == [
         {"port": "metrics", "interval": "30s", "honorLabels": True}
     ]
+
+
+def test_plugin_metrics_and_spans_reach_only_what_the_values_name(
+    helm: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scrapers and the collector travel to the operator as settings it parses (they end
+    up in every plugin's NetworkPolicy, core/workload.py); the PodMonitor selects plugin pods in
+    every namespace on their metrics port."""
+    monitoring = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "mon"}}}
+    documents = render(
+        helm,
+        "--set-json", f"metrics.plugins.scrapedFrom=[{json.dumps(monitoring)}]",
+        "--set", "metrics.plugins.podMonitor.enabled=true",
+        "--set", "tracing.plugins.otlpEndpoint=http://otel.obs:4318",
+        "--set-json", 'tracing.plugins.collector=[{"cidr":"10.96.0.0/12"}]',
+    )  # fmt: skip
+    for name, value in env_of(documents).items():
+        if name.startswith("WAYANG_"):
+            monkeypatch.setenv(name, value)
+    settings = OperatorSettings()
+    assert [peer.model_dump(by_alias=True, exclude_none=True) for peer in
+            settings.plugin_metrics_from] == [monitoring]  # fmt: skip
+    assert settings.plugin_otlp_endpoint == "http://otel.obs:4318"
+    assert settings.plugin_otlp_to[0].cidr == "10.96.0.0/12"
+    monitor = one(documents, "PodMonitor")
+    assert monitor["spec"]["namespaceSelector"] == {"any": True}
+    assert monitor["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
+    assert monitor["spec"]["selector"]["matchLabels"]["app.kubernetes.io/managed-by"] == (
+        "wayang-operator"
+    )
+    plain = env_of(render(helm))
+    assert plain["WAYANG_PLUGIN_METRICS_FROM"] == "[]"
+    assert plain["WAYANG_PLUGIN_OTLP_ENDPOINT"] == ""
+    assert not [d for d in render(helm) if d["kind"] == "PodMonitor"]
+
+
+def test_the_admission_policies_trust_the_operators_service_account(helm: Path) -> None:
+    """What the chart renders is locked against everyone but the operator (e2e/
+    test_attacks_workloads.py tries the attacks; here: what is rendered, and for whom)."""
+    documents = render(helm)
+    policies = [d for d in documents if d["kind"] == "ValidatingAdmissionPolicy"]
+    bindings = [d for d in documents if d["kind"] == "ValidatingAdmissionPolicyBinding"]
+    assert len(policies) == 5
+    assert {b["spec"]["policyName"] for b in bindings} == {p["metadata"]["name"] for p in policies}
+    assert all(b["spec"]["validationActions"] == ["Deny"] for b in bindings)
+    assert all(p["spec"]["failurePolicy"] == "Fail" for p in policies)
+    account = f"system:serviceaccount:{NAMESPACE}:{RELEASE}"
+    text = json.dumps(policies)
+    assert account in text, "the release's own ServiceAccount is the operator"
+    other = render(helm, "--set-json", 'admissionPolicy.operatorUsers=["alice"]')
+    assert '\\"alice\\"' in json.dumps(
+        [d for d in other if d["kind"] == "ValidatingAdmissionPolicy"]
+    )
+    off = render(helm, "--set", "admissionPolicy.enabled=false")
+    assert not [d for d in off if d["kind"].startswith("ValidatingAdmissionPolicy")]

@@ -12,23 +12,32 @@ from tests import documents as d
 from tests.documents import mutated
 
 from wayang_operator.api.descriptor import PluginDescriptor
-from wayang_operator.api.resources import ApprovalPhase, PluginApprovalSpec, PluginPolicySpec
+from wayang_operator.api.resources import (
+    ApprovalPhase,
+    KeyAlgorithm,
+    PluginApprovalSpec,
+    PluginPolicySpec,
+)
 from wayang_operator.api.scan import ScanSummary
+from wayang_operator.core import signing
 from wayang_operator.core.approval import (
     REQUESTER_ANNOTATION,
     ApprovalOutcome,
     ApprovalRecord,
     ApprovalState,
     Artifact,
+    Context,
+    Publishers,
     Requester,
     decide,
     newest_approval,
 )
 from wayang_operator.core.policy import NamedPolicy
+from wayang_operator.core.surface import surface_of
 
 SPEC = PluginDescriptor.model_validate(mutated(d.descriptor(), "capabilities", ["network"]))
 ARTIFACT = Artifact("data-processor", SPEC.id, SPEC.version, SPEC.implementation.digest)
-PUBLISHER = Requester("publisher-1", groups=("wayang:publishers",))
+PUBLISHERS = Publishers(("publisher-1",))
 
 
 def policy(**spec: object) -> NamedPolicy:
@@ -51,19 +60,34 @@ def record(
     )
 
 
+def stamped(records: list[ApprovalRecord], spec: PluginDescriptor) -> list[ApprovalRecord]:
+    """The records as the admission webhook stores them: each carries the surface of the spec
+    it approved (here `spec`, unless the test gave one)."""
+    powers = surface_of(spec)
+    return [
+        r
+        if r.spec.surface is not None
+        else dataclasses.replace(r, spec=r.spec.model_copy(update={"surface": powers}))
+        for r in records
+    ]
+
+
 def run(
     records: list[ApprovalRecord],
     policies: list[NamedPolicy] | None = None,
     scan: ScanSummary | None = None,
+    spec: PluginDescriptor = SPEC,
+    **context: object,
 ) -> ApprovalOutcome:
-    return decide(
-        ARTIFACT,
-        spec=SPEC,
-        publisher=PUBLISHER,
-        records=records,
-        policies=policies or [policy()],
-        scan=scan,
-    )
+    values: dict[str, object] = {
+        "namespace": "team-a",
+        "spec": spec,
+        "publishers": PUBLISHERS,
+        "policies": policies or [policy()],
+        "scan": scan,
+        **context,
+    }
+    return decide(ARTIFACT, stamped(records, SPEC), Context(**values))  # type: ignore[arg-type]
 
 
 def test_one_approval_approves_by_default() -> None:
@@ -216,3 +240,135 @@ def test_the_newest_approval_of_the_digest_is_what_releases_a_quarantine() -> No
     newest = newest_approval(records, digest)
     assert newest is not None
     assert newest.hour == 11, "only approvals, and only of this digest"
+
+
+# ------------------------------------------------------------------------------------------------
+# The approved surface, withdrawals that cannot be quietly undone, publishers, GitOps signatures
+
+T = datetime.datetime(2026, 11, 22, 10, tzinfo=datetime.UTC)
+
+
+def at(hour: int, item: ApprovalRecord, **more: object) -> ApprovalRecord:
+    created = T.replace(hour=hour)
+    return dataclasses.replace(item, created=created, **more)  # type: ignore[arg-type]
+
+
+def test_an_approval_does_not_cover_powers_added_after_it() -> None:
+    grown = PluginDescriptor.model_validate(
+        mutated(mutated(SPEC.model_dump(by_alias=True), "sandboxLevel", "trusted"),
+                "requiredSecrets", ["db/admin"])
+    )  # fmt: skip
+    outcome = run([record("a", "approver-1")], spec=grown)
+    assert outcome.state is ApprovalState.AWAITING
+    assert outcome.records["a"].phase is ApprovalPhase.STALE
+    assert outcome.grown["a"] == (
+        "sandboxLevel semi-trusted → trusted",
+        "requiredSecrets db/admin added",
+    )
+    assert "the approved surface grew: requiredSecrets db/admin added" in outcome.message
+    assert outcome.earlier_surfaces, "the approved surface may keep serving meanwhile"
+
+
+def test_fewer_powers_carry_the_approval_over() -> None:
+    smaller = PluginDescriptor.model_validate(
+        mutated(SPEC.model_dump(by_alias=True), "capabilities", [])
+    )
+    outcome = run([record("a", "approver-1")], spec=smaller)
+    assert outcome.state is ApprovalState.APPROVED
+    assert outcome.carried_over == ("capability network removed",)
+    assert "carried over to fewer powers" in outcome.message
+    assert outcome.summaries[0].carried_over
+
+
+def test_a_revoke_holds_whatever_the_surface_and_deleting_it_revives_nothing() -> None:
+    approve = at(9, record("a", "approver-1"))
+    revoke = at(10, record("r", "approver-2", "Revoke", reason="leaks data"))
+    revoked = run([approve, revoke])
+    assert revoked.state is ApprovalState.REVOKED
+    assert revoked.message.endswith(": leaks data")
+    (withdrawal,) = revoked.withdrawals
+    assert (withdrawal.by, withdrawal.approval, withdrawal.lifted_by) == ("approver-2", "r", None)
+    lifting = dataclasses.replace(revoke, deleting=True, withdrawn_by=Requester("approver-1"))
+    lifted = run([approve, lifting], withdrawals=revoked.withdrawals, now="2026-11-22T11:00:00Z")
+    assert lifted.lifted[0].lifted_by == "approver-1"
+    assert lifted.releasable == ("r",)
+    assert lifted.state is ApprovalState.AWAITING, "the approval made before it stays void"
+    assert "made before the revoke by approver-2" in lifted.records["a"].message
+    # approver-1 lifted approver-2's revocation: their own fresh approval does not lift it
+    after = run([at(12, record("a2", "approver-1"))], withdrawals=lifted.withdrawals)
+    assert after.state is ApprovalState.AWAITING
+    assert "cannot lift it alone" in after.records["a2"].message
+    other = run([at(12, record("a3", "approver-3"))], withdrawals=lifted.withdrawals)
+    assert other.state is ApprovalState.APPROVED
+    own = dataclasses.replace(lifting, withdrawn_by=Requester("approver-2"))
+    by_revoker = run([approve, own], withdrawals=revoked.withdrawals, now="2026-11-22T11:00:00Z")
+    again = run([at(12, record("a4", "approver-2"))], withdrawals=by_revoker.withdrawals)
+    assert again.state is ApprovalState.APPROVED, "who revoked may change their mind"
+
+
+def test_a_withdrawal_binds_its_own_artifact_only() -> None:
+    old = at(10, record("r", "approver-2", "Revoke", version="1.1.0"))
+    outcome = run([at(9, record("a", "approver-1")), old])
+    assert outcome.state is ApprovalState.APPROVED
+    assert outcome.withdrawals[0].version == "1.1.0", "remembered for the version it named"
+
+
+def test_everyone_who_changed_the_surface_is_a_publisher() -> None:
+    editors = Publishers(("publisher-1", "approver-1"))
+    outcome = run([record("a", "approver-1")], publishers=editors)
+    assert outcome.state is ApprovalState.AWAITING
+    assert "a publisher of this plugin" in outcome.records["a"].message
+    signed_by_owner = Publishers(("argocd",), key_owner="alice")
+    assert (
+        "self-approval"
+        in run([record("b", "alice")], publishers=signed_by_owner).records["b"].message
+    )
+
+
+GITOPS = Requester("system:serviceaccount:argocd:argocd-application-controller")
+
+
+def approver_keys() -> tuple[signing.PrivateKey, dict[str, str]]:
+    key = signing.generate(KeyAlgorithm.ED25519)
+    entry = {
+        "name": "alice-2026",
+        "algorithm": "ed25519",
+        "publicKey": signing.public_pem(key).decode(),
+        "owner": "alice",
+    }
+    return key, entry
+
+
+def signed_record(key: signing.PrivateKey, name: str = "git", **spec: object) -> ApprovalRecord:
+    base = record(name, None)
+    fields = signing.ApprovalFields(
+        namespace="team-a",
+        plugin=base.spec.plugin,
+        plugin_id=base.spec.plugin_id,
+        version=base.spec.version,
+        digest=base.spec.digest,
+        surface_digest=str(spec.get("surfaceDigest", "")),
+        decision="Approve",
+    )
+    signature = signing.sign_bytes(fields.payload(), key, "alice-2026")
+    updated = base.spec.model_copy(update={"signature": signature, **spec})
+    return dataclasses.replace(base, spec=updated, requester=GITOPS)
+
+
+def test_an_approval_from_automation_counts_only_with_an_approver_signature() -> None:
+    key, entry = approver_keys()
+    keys = policy(approval={"approverKeys": [entry]})
+    unsigned = dataclasses.replace(record("git", None), requester=GITOPS)
+    outcome = run([unsigned], [keys])
+    assert outcome.state is ApprovalState.AWAITING
+    assert outcome.records["git"].phase is ApprovalPhase.IGNORED
+    assert "no valid approver signature" in outcome.records["git"].message
+    counted = run([signed_record(key)], [keys])
+    assert counted.state is ApprovalState.APPROVED
+    assert counted.approvers == ("alice",), "counted for the key's owner"
+    forged = signed_record(signing.generate(KeyAlgorithm.ED25519))
+    assert run([forged], [keys]).state is ApprovalState.AWAITING
+    replayed = signed_record(key, reason="edited after signing")
+    assert run([replayed], [keys]).state is ApprovalState.AWAITING, "the reason is signed too"
+    elsewhere = run([signed_record(key)], [keys], namespace="team-b")
+    assert elsewhere.state is ApprovalState.AWAITING, "the namespace is signed too"

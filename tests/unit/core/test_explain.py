@@ -37,6 +37,10 @@ WHERE: dict[Reason, tuple[ConditionType, str]] = {
     Reason.SIGNATURE_NOT_REQUIRED: (C.SIGNATURE_VERIFIED, "True"),
     Reason.SIGNATURE_INVALID: (C.SIGNATURE_VERIFIED, "False"),
     Reason.REGISTRY_NOT_ALLOWED: (C.SIGNATURE_VERIFIED, "False"),
+    Reason.GRANTED: (C.POWERS_GRANTED, "True"),
+    Reason.CAPABILITY_NOT_GRANTED: (C.POWERS_GRANTED, "False"),
+    Reason.SECRET_NOT_ALLOWED: (C.POWERS_GRANTED, "False"),
+    Reason.POLICIES_DISAGREE: (C.POWERS_GRANTED, "False"),
     Reason.SCAN_PASSED: (C.SCANNED, "True"),
     Reason.SCAN_NOT_REQUIRED: (C.SCANNED, "True"),
     Reason.SCAN_PENDING: (C.SCANNED, "False"),
@@ -57,9 +61,13 @@ WHERE: dict[Reason, tuple[ConditionType, str]] = {
     Reason.SERVING_PREVIOUS: (C.WORKLOAD_AVAILABLE, "True"),
     Reason.UNLOADED: (C.WORKLOAD_AVAILABLE, "False"),
     Reason.NOT_RUNNABLE: (C.WORKLOAD_AVAILABLE, "False"),
+    Reason.SECRET_MISSING: (C.WORKLOAD_AVAILABLE, "False"),
+    Reason.RENDER_REFUSED: (C.WORKLOAD_AVAILABLE, "False"),
     Reason.FAILING: (C.WORKLOAD_AVAILABLE, "False"),
     Reason.QUARANTINED: (C.WORKLOAD_AVAILABLE, "False"),
     Reason.HALF_OPEN: (C.WORKLOAD_AVAILABLE, "False"),
+    Reason.ROLLED_BACK: (C.WORKLOAD_AVAILABLE, "True"),
+    Reason.NEW_VERSION_QUARANTINED: (C.WORKLOAD_AVAILABLE, "True"),
     Reason.DISABLED: (C.WORKLOAD_AVAILABLE, "False"),
     Reason.READY: (C.READY, "True"),
     Reason.NOT_READY: (C.READY, "False"),
@@ -70,6 +78,7 @@ WHERE: dict[Reason, tuple[ConditionType, str]] = {
 PASSING = {
     C.VALIDATED: Reason.VALID,
     C.SIGNATURE_VERIFIED: Reason.SIGNATURE_VERIFIED,
+    C.POWERS_GRANTED: Reason.GRANTED,
     C.SCANNED: Reason.SCAN_PASSED,
     C.APPROVED: Reason.APPROVED,
     C.DEPENDENCIES_RESOLVED: Reason.RESOLVED,
@@ -169,7 +178,8 @@ def test_a_real_evaluation_awaiting_approval_names_the_digest_and_the_command() 
     (approved,) = explanation.blocking
     assert approved.gate == "Approved"
     assert approved.message.startswith(
-        f"Awaiting approval: no PluginApproval for digest {short_digest(d.SHA256)} (version 1.2.0)"
+        "Awaiting approval: no approval in force for digest "
+        f"{short_digest(d.SHA256)} (version 1.2.0)"
     )
     assert approved.remedy == (
         "An approver runs: kubectl wayang approve data-processor -n team-a --reason '...'"
@@ -303,7 +313,9 @@ def test_a_generation_the_operator_has_not_seen_is_said_first() -> None:
 
 def test_a_reason_from_a_newer_operator_keeps_its_message() -> None:
     plugin = only(Reason.AWAITING_APPROVAL)
-    plugin["status"]["conditions"][3] = condition(C.APPROVED, "QuorumLost", "False", "who knows")
+    conditions = plugin["status"]["conditions"]
+    at = next(i for i, c in enumerate(conditions) if c["type"] == C.APPROVED.value)
+    conditions[at] = condition(C.APPROVED, "QuorumLost", "False", "who knows")
     step = next(s for s in explain(plugin, now=MOMENT).steps if s.gate == "Approved")
     assert step.message == "QuorumLost: who knows"
     assert step.state is StepState.BLOCKED

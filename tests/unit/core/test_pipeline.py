@@ -8,14 +8,14 @@ from typing import Any
 
 from tests import documents as d
 from tests.documents import mutated
-from tests.unit.core.test_approval import record
+from tests.unit.core.test_approval import record, stamped
 
 from wayang_operator.api.audit import AuditEventType
 from wayang_operator.api.descriptor import PluginDescriptor
 from wayang_operator.api.errors import ErrorType
 from wayang_operator.api.resources import KeyAlgorithm, PluginPhase, PluginPolicySpec, ReviewStatus
 from wayang_operator.core import signing
-from wayang_operator.core.approval import Requester
+from wayang_operator.core.approval import Publishers
 from wayang_operator.core.dependencies import Candidate
 from wayang_operator.core.pipeline import Evaluation, Facts, ScanFacts, evaluate
 from wayang_operator.core.policy import NamedPolicy
@@ -40,15 +40,21 @@ def signed_spec(**changes: Any) -> dict[str, Any]:
 
 
 def facts(spec: dict[str, Any] | None = None, **changes: Any) -> Facts:
+    """The facts of the plugin `spec`; approvals without a surface approved this spec as it is
+    (the webhook stamps the live Plugin's surface on each)."""
     base = Facts(
         name="data-processor",
         namespace="team-a",
         generation=1,
         spec=spec or d.descriptor(),
-        publisher=Requester("publisher-1"),
+        publishers=Publishers(("publisher-1",)),
         policies=[RELAXED],
     )
-    return Facts(**{**base.__dict__, **changes})
+    made = Facts(**{**base.__dict__, **changes})
+    parsed = PluginDescriptor.model_validate(made.spec) if made.approvals else None
+    if parsed is None:
+        return made
+    return dataclasses.replace(made, approvals=stamped(made.approvals, parsed))
 
 
 def status(evaluation: Evaluation) -> dict[str, tuple[str, str]]:
@@ -70,7 +76,7 @@ def test_approved_plugin_is_ready_and_the_decision_is_audited_once() -> None:
     first = evaluate(facts(approvals=[record("a", "approver-1")]), NOW)
     assert first.phase is PluginPhase.READY
     assert first.review_status is ReviewStatus.APPROVED
-    assert [event for event, _ in first.decisions] == [
+    assert [decision.kind for decision in first.decisions] == [
         AuditEventType.REGISTERED,
         AuditEventType.APPROVED,
     ]
@@ -147,8 +153,8 @@ def test_scan_gate_waits_then_passes_or_blocks() -> None:
         NOW,
     )
     assert passed.phase is PluginPhase.READY
-    assert AuditEventType.SCANNED in [event for event, _ in passed.decisions]
-    assert [event for event, _ in failed.decisions] == [
+    assert AuditEventType.SCANNED in [decision.kind for decision in passed.decisions]
+    assert [decision.kind for decision in failed.decisions] == [
         AuditEventType.REGISTERED,
         AuditEventType.SCANNED,
     ]
@@ -169,7 +175,7 @@ def test_a_scan_that_could_not_run_keeps_its_error_type() -> None:
     assert scanned.reason == "ScanError"
     assert result.last_error is not None
     assert result.last_error.type is ErrorType.TIMEOUT
-    assert [event for event, _ in result.decisions] == [
+    assert [decision.kind for decision in result.decisions] == [
         AuditEventType.REGISTERED,
         AuditEventType.ERROR,
     ]
@@ -203,7 +209,7 @@ def test_revoke_and_reject() -> None:
     )
     assert revoked.phase is PluginPhase.REVOKED
     assert revoked.review_status is ReviewStatus.REVOKED
-    assert [event for event, _ in revoked.decisions] == [AuditEventType.REVOKED]
+    assert [decision.kind for decision in revoked.decisions] == [AuditEventType.REVOKED]
     rejected = evaluate(facts(approvals=[record("n", "approver-2", "Reject")]), NOW)
     assert rejected.phase is PluginPhase.REJECTED
 
@@ -257,5 +263,35 @@ def test_a_new_generation_is_recorded_as_an_update() -> None:
     first = evaluate(facts(approvals=[record("a", "approver-1")]), NOW)
     changed = facts(approvals=[record("a", "approver-1")], previous=first.conditions)
     second = evaluate(dataclasses.replace(changed, generation=2), LATER)
-    assert (AuditEventType.UPDATED, "generation 2 registered") in second.decisions
-    assert AuditEventType.REGISTERED not in [event for event, _ in second.decisions]
+    assert ("generation 2 registered", AuditEventType.UPDATED) in [
+        (decision.message, decision.kind) for decision in second.decisions
+    ]
+    assert AuditEventType.REGISTERED not in [decision.kind for decision in second.decisions]
+
+
+def test_an_error_decision_carries_the_seeds_error_payload_and_a_signature_its_key() -> None:
+    strict = NamedPolicy(
+        "strict",
+        PluginPolicySpec.model_validate({"signing": {"required": True, "trustedKeys": [TRUSTED]}}),
+    )
+    unsigned = evaluate(facts(policies=[strict]), NOW)
+    [error] = [d for d in unsigned.decisions if d.kind is AuditEventType.ERROR]
+    assert error.error is not None
+    assert error.error.type is ErrorType.SECURITY_ERROR
+    assert (error.error.details or {})["reason"] == "SignatureInvalid"
+    signed = evaluate(facts(signed_spec(), policies=[strict]), NOW)
+    assert signed.signature is not None
+    assert (signed.signature.key, signed.signature.payload_version) == ("release", 2)
+    assert signed.signature.fingerprint == signing.fingerprint(KEY.public_key())
+
+
+def test_a_registry_the_policy_refuses_is_not_scanned() -> None:
+    fenced = NamedPolicy(
+        "fenced",
+        PluginPolicySpec.model_validate(
+            {"signing": {"required": False}, "allowedRegistries": ["registry.example.com/"]}
+        ),
+    )
+    result = evaluate(facts(policies=[fenced]), NOW)
+    assert status(result)["SignatureVerified"] == ("False", "RegistryNotAllowed")
+    assert status(result)["Scanned"] == ("Unknown", "NotEvaluated"), "nothing is fetched"

@@ -1,4 +1,5 @@
-"""Signatures bind id, version, type, coordinate and digest; forged or replayed ones fail."""
+"""Signatures bind id, version and (v2) the whole approved surface; forged or replayed ones fail;
+a policy can refuse v1 signatures, which cover the artifact alone."""
 
 from __future__ import annotations
 
@@ -91,3 +92,46 @@ def test_private_keys_round_trip_through_pem() -> None:
         key = signing.generate(algorithm)
         again = signing.load_private(signing.private_pem(key))
         assert signing.public_pem(again) == signing.public_pem(key)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("sandboxLevel", "trusted"),
+        ("capabilities", ["network"]),
+        ("requiredSecrets", ["db/admin"]),
+        ("resourceProfile", {"memory": "8Gi"}),
+        ("provides", ["payments.charge"]),
+        ("implementation.entrypoint", "evil:run"),
+    ],
+)
+def test_a_v2_signature_covers_every_power(field: str, value: object) -> None:
+    key = signing.generate(KeyAlgorithm.ED25519)
+    original = signed(spec(), key)
+    edited = spec(**{field: value}).model_copy(update={"signature": original.signature})
+    keys = [trusted(key, KeyAlgorithm.ED25519)]
+    assert signing.verify(original, keys).payload_version == 2
+    assert not signing.verify(edited, keys).verified
+
+
+def test_a_policy_can_require_the_surface_to_be_signed() -> None:
+    key = signing.generate(KeyAlgorithm.ED25519)
+    keys = [trusted(key, KeyAlgorithm.ED25519)]
+    old = spec().model_copy(update={"signature": signing.sign_v1(spec(), key, "release")})
+    accepted = signing.verify(old, keys)
+    assert (accepted.verified, accepted.payload_version) == (True, 1)
+    refused = signing.verify(old, keys, require_surface=True)
+    assert not refused.verified
+    assert "v1 signature (artifact only)" in refused.reason
+    assert signing.verify(signed(spec(), key), keys, require_surface=True).verified
+
+
+def test_a_verdict_names_the_key_its_fingerprint_and_owner() -> None:
+    key = signing.generate(KeyAlgorithm.ED25519)
+    entry = trusted(key, KeyAlgorithm.ED25519).model_copy(update={"owner": "release-team"})
+    verdict = signing.verify(signed(spec(), key), [entry])
+    assert verdict.fingerprint == signing.fingerprint(key.public_key())
+    assert verdict.fingerprint.startswith("sha256:")
+    assert verdict.owner == "release-team"
+    unnamed = signing.verify(signed(spec(), key), [trusted(key, KeyAlgorithm.ED25519)])
+    assert unnamed.owner == "key:release"
