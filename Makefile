@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: help venv manifests lint tools postgres unit test e2e cluster-up cluster-down cluster-status demo images bench clean
+.PHONY: help venv manifests lint tools postgres unit test e2e cluster-up cluster-down cluster-status demo demo-check images bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -21,10 +21,11 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## Create .venv and install the package with its dev tools
 
-manifests: $(STAMP) ## Regenerate crds/, schemas/, the chart's webhooks and docs/policy.md's tables from the code
+manifests: $(STAMP) ## Regenerate crds/, schemas/, the chart's webhooks, docs/policy.md's tables and the Argo CD health tables from the code
 	@$(BIN)/python -m wayang_operator.schemagen .
 	@$(BIN)/python -m wayang_operator.controller.webhooks charts/wayang-operator/files/webhooks.yaml
 	@$(BIN)/python -m wayang_operator.schemagen.policydoc docs/policy.md
+	@$(BIN)/python -m wayang_operator.schemagen.argocd argocd/wayang.io/Plugin/health.lua
 
 lint: $(STAMP) ## ruff (lint + format check), mypy --strict, import-layer contracts
 	@echo "==> ruff"; $(BIN)/ruff check . && $(BIN)/ruff format --check .
@@ -42,7 +43,7 @@ unit: tools postgres ## Unit and integration tests only (no lint)
 
 test: lint unit ## Lint, then unit and integration tests (the README's test command)
 
-e2e: tools postgres ## e2e tier on a real API server: the local control plane (built from source), or KUBECONFIG
+e2e: tools postgres ## e2e tier on a real API server: a local cluster of its own (built from source), or E2E_ARGS=--kubeconfig=PATH
 	@$(BIN)/python -m e2e.localcluster.build
 	@$(BIN)/pytest e2e $(E2E_ARGS)
 
@@ -58,10 +59,14 @@ cluster-status: $(STAMP) ## Show the local control plane's processes and whether
 demo: tools ## The whole story on a fresh local cluster: chart, publish, approve, run, audit (root)
 	@$(BIN)/python -m e2e.demo
 
+demo-check: $(STAMP) ## Check that the demo's cluster is as make demo left it (CI runs it after make e2e)
+	@$(BIN)/python -m e2e.demo --check
+
 images: $(STAMP) ## Build the runtime and sample plugin images as OCI archives (no Docker)
 	@$(BIN)/python runtime-images/build.py --out .images
 
 bench: $(STAMP) ## Benchmarks with ratios against same-run baselines (COLD=1 adds a cold Go build)
+	@$(BIN)/python tests/bench/bench_sdk.py
 	@$(BIN)/python tests/bench/bench_validate.py
 	@$(BIN)/python -m e2e.localcluster.bench $(if $(COLD),--cold)
 	@$(BIN)/python -m e2e.bench_operator

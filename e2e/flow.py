@@ -7,24 +7,28 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import yaml
 
-from e2e.conftest import ROOT, Kube
+from e2e.conftest import E2E_TENANT_LABEL, ROOT, Kube
 
 EXAMPLE = ROOT / "examples" / "plugins" / "pii-redactor-wasm.yaml"
 SAMPLES = ROOT / "runtime-images" / "python" / "samples"
+BIN = Path(sys.executable).parent
+"""The venv's scripts: wayang, kubectl-wayang."""
 
 
 @contextlib.contextmanager
 def tenant_of(kube: Kube, namespace: str) -> Iterator[str]:
     """The test namespace, with publisher rights for publisher-1 and approver-1, and a policy."""
-    kube.run("label", "namespace", namespace, f"wayang-e2e/tenant={namespace}")
+    kube.run("label", "namespace", namespace, f"{E2E_TENANT_LABEL}={namespace}")
     for user in ("publisher-1", "approver-1"):
         kube.run(
             "create",
@@ -39,6 +43,18 @@ def tenant_of(kube: Kube, namespace: str) -> Iterator[str]:
     kube.run("delete", "pluginpolicy", namespace, "--ignore-not-found", check=False)
 
 
+@contextlib.contextmanager
+def running_tenant_of(kube: Kube, namespace: str) -> Iterator[str]:
+    """`tenant_of` for tests whose plugins run: their Plugins are deleted at the end while the
+    operator still runs (it holds a finalizer on each until its final audit entry)."""
+    with tenant_of(kube, namespace) as name:
+        yield name
+        kube.run(
+            "delete", "plugins", "--all", "--wait=true", "--timeout=90s",
+            namespace=name, check=False,
+        )  # fmt: skip
+
+
 def set_policy(kube: Kube, namespace: str, spec: dict[str, Any]) -> None:
     defaults = {"signing": {"required": False}, "scan": {"required": False}}
     kube.apply(
@@ -49,7 +65,7 @@ def set_policy(kube: Kube, namespace: str, spec: dict[str, Any]) -> None:
             "spec": {
                 **defaults,
                 **spec,
-                "namespaceSelector": {"matchLabels": {"wayang-e2e/tenant": namespace}},
+                "namespaceSelector": {"matchLabels": {E2E_TENANT_LABEL: namespace}},
             },
         }
     )
@@ -116,6 +132,15 @@ def approval(
     return kube.apply(document, user=user, namespace=namespace, check=False)
 
 
+def wayang(kube: Kube, *args: str, user: str = "approver-1") -> subprocess.CompletedProcess[str]:
+    """`kubectl wayang ARGS` as `user` (a context of the cluster's kubeconfig, or "admin")."""
+    command = [str(BIN / "kubectl-wayang"), *args, f"--kubeconfig={kube.kubeconfig}"]
+    context = kube.user_contexts.get(user) if user != "admin" else kube.admin_context
+    if context:
+        command.append(f"--context={context}")
+    return subprocess.run(command, capture_output=True, text=True, check=False, timeout=180)
+
+
 def phase_becomes(
     kube: Kube, namespace: str, name: str, phase: str, timeout: float = 30
 ) -> dict[str, Any]:
@@ -126,8 +151,16 @@ def phase_becomes(
         if plugin_status.get("phase") == phase:
             return plugin_status
         time.sleep(0.3)
+    failing = [
+        f"{condition['type']}={condition['status']} {condition.get('reason')}: "
+        f"{condition.get('message')}"
+        for condition in plugin_status.get("conditions", [])
+        if condition.get("status") != "True"
+    ]
+    workload = json.dumps(plugin_status.get("workload"))
     raise AssertionError(
-        f"{name} is {plugin_status.get('phase')}, not {phase}: {json.dumps(plugin_status)[:1500]}"
+        f"{name} is {plugin_status.get('phase')}, not {phase}; not passed: {failing}; "
+        f"workload: {workload}; status: {json.dumps(plugin_status)[:1500]}"
     )
 
 

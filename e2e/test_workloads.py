@@ -16,6 +16,7 @@ imported into the node's containerd and pinned by digest; two variants are built
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import json
@@ -31,7 +32,16 @@ import pytest
 
 from e2e import flow
 from e2e.conftest import ROOT, Kube
-from e2e.flow import approval, condition, execute, phase_becomes, pods_of, tenant_of, until
+from e2e.flow import (
+    approval,
+    condition,
+    execute,
+    phase_becomes,
+    pods_of,
+    running_tenant_of,
+    tenant_of,
+    until,
+)
 from e2e.localcluster import node as localnode
 from e2e.operator_process import Operator
 from e2e.operator_process import running as running_operators
@@ -98,7 +108,7 @@ def operator(
         env={
             "WAYANG_WORKLOADS": "true",
             "WAYANG_WORKLOAD_CHECK_INTERVAL": "1",
-            "WAYANG_WORKLOAD_READY_GRACE": "20",
+            "WAYANG_WORKLOAD_READY_GRACE": "90",  # gVisor under a loaded CI host: 25 s seen
         },
     )
     with running_operators(kube, running):
@@ -107,13 +117,8 @@ def operator(
 
 @pytest.fixture
 def tenant(kube: Kube, namespace: str, operator: Operator) -> Iterator[str]:
-    with tenant_of(kube, namespace) as name:
+    with running_tenant_of(kube, namespace) as name:
         yield name
-        # while the operator runs: it holds a finalizer on every plugin until the final audit
-        kube.run(
-            "delete", "plugins", "--all", "--wait=true", "--timeout=90s",
-            namespace=name, check=False,
-        )  # fmt: skip
 
 
 def sample_plugin(
@@ -216,9 +221,12 @@ def test_execute_through_the_service_returns_the_output_or_an_error_payload(
     kube: Kube, tenant: str, images: dict[str, localnode.ImportedImage]
 ) -> None:
     publish_and_approve(kube, tenant, sample_plugin("echo", "echo", images["sample-echo"]))
-    answer = execute(kube, tenant, "echo", {"text": "hello"}, {"suffix": "!"})
+    answer = execute(kube, tenant, "echo", {"text": "hello"})
     assert answer["port"] == "echoed"
-    assert answer["output"]["text"] == "HELLO!"
+    assert answer["output"]["text"] == "HELLO!", "the configured suffix"
+    overridden = execute(kube, tenant, "echo", {"text": "hello"}, {"suffix": "?"})
+    assert overridden["port"] == "error", "a call cannot override the configuration"
+    assert overridden["error"]["details"]["field"] == "properties.suffix"
     failed = execute(kube, tenant, "echo", {"text": "x" * 1001})
     assert failed["port"] == "error"
     assert failed["error"]["type"] == "ValidationError"
@@ -273,18 +281,17 @@ def test_a_crashing_plugin_is_quarantined_then_tried_again(
     ), audited
 
 
-def test_an_upgrade_keeps_serving_until_the_new_version_is_ready(
-    kube: Kube, tenant: str, images: dict[str, localnode.ImportedImage]
-) -> None:
-    first = sample_plugin("echo", "echo", images["sample-echo"])
-    publish_and_approve(kube, tenant, first)
+@contextlib.contextmanager
+def calling(kube: Kube, tenant: str, plugin: str) -> Iterator[list[str]]:
+    """Calls the plugin's Service all along (no retries: any call that fails is recorded),
+    yielding the outcomes ("ok" or what went wrong)."""
     calls: list[str] = []
     stop = threading.Event()
 
     def call_all_along() -> None:
         while not stop.is_set():
             try:
-                answer = execute(kube, tenant, "echo", {"text": "up"}, patience=0)
+                answer = execute(kube, tenant, plugin, {"text": "up"}, patience=0)
                 calls.append("ok" if answer.get("port") == "echoed" else json.dumps(answer))
             except Exception as failure:
                 calls.append(f"{type(failure).__name__}: {failure}")
@@ -293,6 +300,24 @@ def test_an_upgrade_keeps_serving_until_the_new_version_is_ready(
     caller = threading.Thread(target=call_all_along, daemon=True)
     caller.start()
     try:
+        yield calls
+    finally:
+        stop.set()
+        caller.join()
+
+
+def none_failed(calls: list[str]) -> None:
+    failures = [call for call in calls if call != "ok"]
+    assert len(calls) > 20, calls
+    assert not failures, f"{len(failures)} of {len(calls)} calls failed: {failures[:5]}"
+
+
+def test_an_upgrade_keeps_serving_until_the_new_version_is_ready(
+    kube: Kube, tenant: str, images: dict[str, localnode.ImportedImage]
+) -> None:
+    first = sample_plugin("echo", "echo", images["sample-echo"])
+    publish_and_approve(kube, tenant, first)
+    with calling(kube, tenant, "echo") as calls:
         upgraded = sample_plugin("echo", "echo", images["echo-1.1.0"], version="1.1.0")
         kube.apply(upgraded, user="publisher-1", namespace=tenant)
         waiting = phase_becomes(kube, tenant, "echo", "AwaitingApproval")
@@ -309,13 +334,79 @@ def test_an_upgrade_keeps_serving_until_the_new_version_is_ready(
                      for p in pods_of(kube, tenant, "echo")] == [images["echo-1.1.0"].digest],
         )  # fmt: skip
         time.sleep(1)
-    finally:
-        stop.set()
-        caller.join()
-    failures = [call for call in calls if call != "ok"]
-    assert len(calls) > 20, calls
-    assert not failures, f"{len(failures)} of {len(calls)} calls failed: {failures[:5]}"
+    none_failed(calls)
     assert plugin_index(kube, tenant)[0]["version"] == "1.1.0"
+
+
+@pytest.mark.parametrize("auto_heal", [True, False], ids=["autoHeal", "noAutoHeal"])
+def test_a_failing_upgrade_never_takes_the_good_version_down(
+    kube: Kube,
+    tenant: str,
+    images: dict[str, localnode.ImportedImage],
+    operator: Operator,
+    auto_heal: bool,
+) -> None:
+    """Version 2.0.0 crashes at start. Its breaker trips; the approved 1.0.0 keeps serving
+    throughout (not one call fails). With autoHealEnabled it is rolled back (audited, Event,
+    explain), without it the new version is quarantined and tried again beside the old one."""
+    errors = {
+        "circuitBreaker": {"failureThreshold": 2, "successThreshold": 1, "timeoutMs": 5000},
+        "autoHealEnabled": auto_heal,
+    }
+    good = sample_plugin("echo", "echo", images["sample-echo"], errorHandling=errors)
+    publish_and_approve(kube, tenant, good)
+    good_digest = images["sample-echo"].digest
+    with calling(kube, tenant, "echo") as calls:
+        bad = sample_plugin("echo", "echo", images["broken"], version="2.0.0", errorHandling=errors)
+        kube.apply(bad, user="publisher-1", namespace=tenant)
+        phase_becomes(kube, tenant, "echo", "AwaitingApproval")
+        assert approval(kube, tenant, "echo", "approver-1", suffix="-2-0-0").returncode == 0
+        expected = (
+            ("Degraded", "RolledBack") if auto_heal else ("Quarantined", "NewVersionQuarantined")
+        )
+        status = phase_becomes(kube, tenant, "echo", expected[0], timeout=READY_TIMEOUT)
+        workload = condition(status, "WorkloadAvailable")
+        assert (workload["reason"], workload["status"]) == (expected[1], "True"), workload
+        assert "version 1.0.0" in workload["message"], workload["message"]
+        deployment = kube.get("deployment", "wayang-echo", tenant)
+        template = deployment["spec"]["template"]["metadata"]["annotations"]
+        assert template["wayang.io/digest"] == good_digest, "the known-good is rendered again"
+        assert deployment["spec"]["replicas"] == 1, "never scaled to zero"
+        if auto_heal:
+            time.sleep(12)  # past timeoutMs: a rollback has no trials
+            later = kube.get("plugin", "echo", tenant)["status"]
+            assert condition(later, "WorkloadAvailable")["reason"] == "RolledBack"
+            assert later["workload"]["breaker"]["trips"] == 1
+        else:
+            until(
+                "a half-open trial of 2.0.0, beside 1.0.0, that trips again",
+                lambda: kube.get("plugin", "echo", tenant)["status"]["workload"]["breaker"]
+                .get("trips", 0) >= 2,
+                timeout=READY_TIMEOUT,
+            )  # fmt: skip
+            phase_becomes(kube, tenant, "echo", "Quarantined", timeout=READY_TIMEOUT)
+        until(
+            "only 1.0.0's pod to be left",
+            lambda: [p["metadata"]["annotations"]["wayang.io/digest"]
+                     for p in pods_of(kube, tenant, "echo")] == [good_digest],
+            timeout=READY_TIMEOUT,
+        )  # fmt: skip
+    none_failed(calls)
+    events = kube.run(
+        "get", "events", "--field-selector", "involvedObject.name=echo", "-o", "json",
+        namespace=tenant,
+    )  # fmt: skip
+    assert expected[1] in {event["reason"] for event in json.loads(events.stdout)["items"]}
+    audited = [e["eventType"] for e in operator.audit() if e.get("tenantId") == tenant]
+    assert ("PLUGIN_ROLLED_BACK" in audited) is auto_heal, audited
+    words = "Rolled back (autoHealEnabled)" if auto_heal else "the last known-good serves"
+    # Without autoHealEnabled the half-open trials go on (each one says "Rolling out, the
+    # previous pods serve"), so explain is read until it is between trials.
+    until(
+        f"explain to say {words!r}",
+        lambda: words in flow.wayang(kube, "explain", "echo", "-n", tenant).stdout,
+        timeout=READY_TIMEOUT,
+    )
 
 
 def test_disable_revoke_and_delete_unload_it(

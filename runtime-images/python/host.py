@@ -23,6 +23,14 @@ Environment:
   WAYANG_DRAIN_SECONDS    after SIGTERM, keep serving this long while readyz says "stopping"
                           (default 0; the operator sets 3, so a Service stops sending calls
                           before the server closes and a rollout loses none)
+  WAYANG_SECRETS_DIR      where the Secrets a configuration reads from are mounted (default
+                          /var/run/secrets/wayang): a value {"secretKeyRef": {"name": N,
+                          "key": K}} is the file <dir>/configuration/N/K (text for a string
+                          property, JSON otherwise)
+
+Configuration wins: a property the descriptor's configuration sets cannot be overridden by a
+call's properties (the call is refused, naming the property); only the others take per-call
+values. A sensitive property's value is never logged or echoed in an error.
 
 Endpoints: POST /execute, GET /healthz, GET /readyz, GET /metrics (see runtime-images/README.md).
 """
@@ -59,6 +67,7 @@ ORIGIN = "wayang-runtime-python"
 """originNode of errors raised before the descriptor names the plugin."""
 
 DEFAULT_TIMEOUT_MS = 30000
+SECRETS_DIR = "/var/run/secrets/wayang"
 STARTUP_TIMEOUT = 60.0
 """How long a worker may take to import the plugin module."""
 RELOAD_INTERVAL = 30.0
@@ -196,6 +205,8 @@ class Plugin:
     values: JsonObject
     """Property values before the request's: the defaults, then the descriptor's configuration."""
     max_attempts: int | None = None
+    configured: frozenset[str] = frozenset()
+    """Properties the configuration sets: a call may not override them."""
 
 
 def _local_refs_only(schema: Any, where: str) -> None:
@@ -322,9 +333,37 @@ def _entrypoint(document: JsonObject) -> str:
     return entrypoint
 
 
-def _properties(document: JsonObject, schema_dir: Path) -> tuple[tuple[Property, ...], JsonObject]:
-    """The properties and their values before a request's: defaults, then configuration."""
+def _from_secret(name: str, value: Any, typed: str, secrets_dir: Path) -> Any:
+    """A configuration value, read from its mounted Secret if it refers to one."""
+    ref = value.get("secretKeyRef") if isinstance(value, dict) and len(value) == 1 else None
+    if not isinstance(ref, dict) or set(ref) != {"name", "key"}:
+        return value
+    path = secrets_dir / "configuration" / str(ref["name"]) / str(ref["key"])
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise DescriptorError(
+            f"configuration.{name}: key {ref['key']!r} of Secret {ref['name']!r} is not mounted "
+            f"at {path} ({error.strerror})"
+        ) from error
+    if typed == "string":
+        return text
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        raise DescriptorError(
+            f"configuration.{name}: key {ref['key']!r} of Secret {ref['name']!r} is not JSON "
+            f"for a property of type {typed}"
+        ) from error
+
+
+def _properties(
+    document: JsonObject, schema_dir: Path, secrets_dir: Path
+) -> tuple[tuple[Property, ...], JsonObject]:
+    """The properties and their values before a request's: defaults, then configuration (with
+    the values of Secrets read from where they are mounted)."""
     properties: list[Property] = []
+    types: dict[str, str] = {}
     values: JsonObject = {}
     for i, prop in enumerate(document.get("properties") or []):
         where = f"properties[{i}]"
@@ -339,17 +378,20 @@ def _properties(document: JsonObject, schema_dir: Path) -> tuple[tuple[Property,
                 sensitive=bool(prop.get("sensitive", False)),
             )
         )
+        types[prop["name"]] = str(prop.get("type", ""))
         if prop.get("default") is not None:
             values[prop["name"]] = prop["default"]
     configuration = document.get("configuration") or {}
     if not isinstance(configuration, dict):
         raise DescriptorError("configuration: not an object")
-    values.update(configuration)
+    for name, value in configuration.items():
+        values[name] = _from_secret(name, value, types.get(name, ""), secrets_dir)
     return tuple(properties), values
 
 
-def load_descriptor(path: Path, schema_dir: Path) -> Plugin:
+def load_descriptor(path: Path, schema_dir: Path, secrets_dir: Path | None = None) -> Plugin:
     """The plugin a descriptor describes, with its validators (DescriptorError: why not)."""
+    secrets_dir = secrets_dir or Path(os.environ.get("WAYANG_SECRETS_DIR", SECRETS_DIR))
     document = _document(path)
     entrypoint = _entrypoint(document)
     inputs_spec = document.get("inputs")
@@ -366,7 +408,8 @@ def load_descriptor(path: Path, schema_dir: Path) -> Plugin:
     error_port = outputs["error"].get("name")
     if not isinstance(error_port, str) or not error_port:
         raise DescriptorError("outputs.error: the port has no name")
-    properties, values = _properties(document, schema_dir)
+    properties, values = _properties(document, schema_dir, secrets_dir)
+    configured = frozenset(document.get("configuration") or {})
     retry = (document.get("errorHandling") or {}).get("retryPolicy") or {}
     max_attempts = retry.get("maxAttempts") if isinstance(retry, dict) else None
     return Plugin(
@@ -380,6 +423,7 @@ def load_descriptor(path: Path, schema_dir: Path) -> Plugin:
         properties=properties,
         values=values,
         max_attempts=max_attempts if isinstance(max_attempts, int) else None,
+        configured=configured,
     )
 
 
@@ -449,8 +493,15 @@ def check_inputs(plugin: Plugin, given: JsonObject) -> JsonObject:
 
 
 def check_properties(plugin: Plugin, given: JsonObject) -> JsonObject:
-    """Defaults, then configuration, then the request's values; each checked against its schema."""
+    """Defaults and configuration, then the request's values for the properties the
+    configuration does not set; each checked against its schema."""
     known = {prop.name: prop for prop in plugin.properties}
+    for name in sorted(set(given) & plugin.configured):
+        raise _missing(
+            f"properties.{name}",
+            "set by the plugin's configuration (spec.configuration), which a call cannot override",
+            "properties",
+        )
     values = {**plugin.values, **given}
     for name in values:
         if name not in known:

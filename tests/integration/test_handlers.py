@@ -22,12 +22,18 @@ import kopf
 import kubernetes
 import pytest
 from e2e import scanfixtures
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tests import documents as d
-from wayang_operator import metrics
+from wayang_operator import metrics, tracing
+from wayang_operator.api.descriptor import PluginDescriptor
 from wayang_operator.controller import handlers, scanning  # noqa: F401 - importing registers
 from wayang_operator.controller.runtime import RUNTIME
 from wayang_operator.core.approval import REQUESTER_ANNOTATION
+from wayang_operator.core.surface import surface_of
 from wayang_operator.images.oci import Image
 from wayang_operator.settings import OperatorSettings
 
@@ -132,6 +138,7 @@ async def test_plugin_awaits_then_an_approval_makes_it_ready(
     approval["metadata"]["annotations"] = {
         REQUESTER_ANNOTATION: json.dumps({"username": "approver-1"})
     }
+    approval["spec"]["surface"] = surface_of_document(plugin)  # as the webhook stamps it
     await create("pluginapprovals", "team-a", approval)
     status = await phase_of(cluster, "data-processor", "Ready")
     assert status["approvers"] == ["approver-1"]
@@ -169,6 +176,49 @@ async def events_of(
     raise AssertionError(f"no {until} Event for {plugin}: {posted}")
 
 
+async def test_each_reconcile_is_a_trace_continuing_the_plugins_traceparent(
+    cluster: kmock.KubernetesEmulator,
+) -> None:
+    """The spans of the operator's decisions, recorded in memory: every reconcile of a Plugin
+    annotated with a traceparent is a child of that trace, and evaluating, auditing and writing
+    the status are children of the reconcile; the evaluation names the phase and each gate."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    RUNTIME.tracer = tracing.tracer_of(provider)
+    try:
+        relaxed = {"signing": {"required": False}, "scan": {"required": False}}
+        await create("pluginpolicies", None, {"metadata": {"name": "relaxed"}, "spec": relaxed})
+        plugin = _in_team_a(d.plugin(), "data-processor")
+        plugin["metadata"]["uid"] = "uid-traced"  # the operator remembers what it wrote per uid
+        trace_id, parent_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+        plugin["metadata"]["annotations"] = {
+            tracing.TRACEPARENT_ANNOTATION: f"00-{trace_id}-{parent_id}-01"
+        }
+        await create("plugins", "team-a", plugin)
+        await phase_of(cluster, "data-processor", "AwaitingApproval")
+    finally:
+        RUNTIME.tracer = trace.NoOpTracer()
+    spans = exporter.get_finished_spans()
+    reconciles = [s for s in spans if s.name == "wayang.reconcile"]
+    assert reconciles, [s.name for s in spans]
+    written = next(s for s in reconciles if (s.attributes or {}).get("wayang.outcome") == "written")
+    assert f"{written.context.trace_id:032x}" == trace_id, "the Plugin's trace continues"
+    assert written.parent is not None
+    assert f"{written.parent.span_id:016x}" == parent_id
+    assert (written.attributes or {})["wayang.plugin"] == "data-processor"
+    children = {
+        s.name: s
+        for s in spans
+        if s.parent is not None and s.parent.span_id == written.context.span_id
+    }
+    assert {"wayang.evaluate", "wayang.audit", "wayang.status"} <= set(children), list(children)
+    evaluated = children["wayang.evaluate"].attributes or {}
+    assert evaluated["wayang.phase"] == "AwaitingApproval"
+    assert evaluated["wayang.gate.Approved"] == "False AwaitingApproval"
+    assert (children["wayang.audit"].attributes or {})["wayang.audit.event"] == "PLUGIN_REGISTERED"
+
+
 async def test_a_rejection_posts_a_warning(cluster: kmock.KubernetesEmulator) -> None:
     relaxed = {"signing": {"required": False}, "scan": {"required": False}}
     await create("pluginpolicies", None, {"metadata": {"name": "relaxed"}, "spec": relaxed})
@@ -187,6 +237,13 @@ async def test_a_rejection_posts_a_warning(cluster: kmock.KubernetesEmulator) ->
     assert rejected["type"] == "Warning"
     assert "rejected by approver-2" in rejected["message"]
     assert ("Normal", "AwaitingApproval") in [(e["type"], e["reason"]) for e in posted]
+
+
+def surface_of_document(plugin: dict[str, Any]) -> dict[str, Any]:
+    """The approved surface the admission webhook copies into an approval (kmock runs no
+    webhooks)."""
+    descriptor = PluginDescriptor.model_validate(plugin["spec"], by_alias=True, by_name=False)
+    return surface_of(descriptor).model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 def _in_team_a(document: dict[str, Any], name: str, **spec: Any) -> dict[str, Any]:

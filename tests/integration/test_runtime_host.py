@@ -47,7 +47,7 @@ ERRORS = jsonschema.Draft202012Validator(
     json.loads((SCHEMAS / "ErrorPayload.schema.json").read_text()),
     format_checker=jsonschema.FormatChecker(),
 )
-SAMPLE_NAMES = ("echo", "failing", "slow", "crasher", "introspect")
+SAMPLE_NAMES = ("echo", "failing", "slow", "crasher", "introspect", "flaky")
 PLACEHOLDER = re.compile(r"^sha256:[0-9a-f]{64}$")
 STARTUP = 15.0
 MARGIN = 0.8
@@ -203,13 +203,16 @@ def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Host]]
     folder = tmp_path_factory.mktemp("hosts")
     descriptors = {
         "echo": sample("echo"),
+        "echo-open": sample("echo", configuration={}),
         "failing": sample("failing"),
         "slow": sample("slow", resourceProfile={"timeout": 1000}),
         "crasher": sample("crasher"),
     }
     with contextlib.ExitStack() as stack:
         started = {
-            name: stack.enter_context(running(folder / name, descriptor, SAMPLES / name))
+            name: stack.enter_context(
+                running(folder / name, descriptor, SAMPLES / name.removesuffix("-open"))
+            )
             for name, descriptor in descriptors.items()
         }
         for host in started.values():
@@ -249,9 +252,42 @@ def test_echo_answers_on_its_success_port(hosts: dict[str, Host]) -> None:
     assert answer["runId"] == run_id
     assert answer["output"]["text"] == "HELLO!", "configuration.suffix applies"
     assert answer["output"]["count"] >= 1
-    status, answer = hosts["echo"].execute({"text": "hi"}, {"suffix": "?"})
-    assert (status, answer["output"]["text"]) == (200, "HI?"), "the request's properties win"
+    status, answer = hosts["echo"].execute({"text": "hi"})
     assert uuid.UUID(answer["runId"]), "a run id is made when none is given"
+    status, answer = hosts["echo"].execute({"text": "hi"}, {"suffix": "?"})
+    assert (status, answer["port"]) == (200, "error"), "configuration wins over a call"
+    assert answer["error"]["details"]["field"] == "properties.suffix"
+    assert "set by the plugin's configuration" in answer["error"]["message"]
+
+
+def test_a_configuration_value_comes_from_its_mounted_secret_and_is_never_shown(
+    tmp_path: Path,
+) -> None:
+    """The operator mounts the Secret a configuration refers to; the host reads the value from
+    there. A sensitive value is not in the descriptor, the logs or any error."""
+    canary = "?!"
+    secrets = tmp_path / "secrets"
+    (secrets / "configuration" / "echo-secret").mkdir(parents=True)
+    (secrets / "configuration" / "echo-secret" / "suffix").write_text(canary)
+    descriptor = sample("echo")
+    descriptor["properties"][0] |= {"sensitive": True, "default": None}
+    descriptor["configuration"] = {
+        "suffix": {"secretKeyRef": {"name": "echo-secret", "key": "suffix"}}
+    }
+    env = {"WAYANG_SECRETS_DIR": str(secrets)}
+    with running(tmp_path / "host", descriptor, SAMPLES / "echo", env) as host:
+        host.wait_ready()
+        status, answer = host.execute({"text": "hi"})
+        assert (status, answer["output"]["text"]) == (200, "HI" + canary)
+        status, answer = host.execute({"text": "hi"}, {"suffix": "x"})
+        assert answer["error"]["details"]["field"] == "properties.suffix"
+        logged = host.stdout.read_text() + host.stderr.read_text()
+    assert canary not in logged
+    assert canary not in json.dumps(descriptor)
+    missing = {"WAYANG_SECRETS_DIR": str(tmp_path / "nothing-mounted")}
+    with running(tmp_path / "missing", descriptor, SAMPLES / "echo", missing) as host:
+        reason = host.wait_ready(503)["reason"]
+    assert "key 'suffix' of Secret 'echo-secret' is not mounted" in reason
 
 
 def test_pooled_workers_keep_state_and_fresh_ones_do_not(tmp_path: Path) -> None:
@@ -287,7 +323,7 @@ def test_a_schema_violation_is_a_validation_error_naming_the_field(
     field: str,
     keyword: str,
 ) -> None:
-    status, answer = hosts["echo"].execute(inputs, properties)
+    status, answer = hosts["echo-open"].execute(inputs, properties)
     assert (status, answer["port"]) == (200, "error")
     error = answer["error"]
     assert error["type"] == "ValidationError"

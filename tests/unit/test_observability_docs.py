@@ -13,7 +13,8 @@ from prometheus_client import REGISTRY
 from prometheus_client.metrics import MetricWrapperBase
 
 from wayang_operator import metrics
-from wayang_operator.core.transitions import ANNOUNCED, APPROVAL_RECORDED
+from wayang_operator.core.reasons import REASONS
+from wayang_operator.core.transitions import APPROVAL_RECORDED
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "charts" / "wayang-operator" / "dashboards" / "wayang-operator.json"
@@ -136,6 +137,6 @@ def test_the_events_table_lists_every_announced_reason() -> None:
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
         if len(cells) == 3 and cells[0].startswith("`"):
             rows[cells[0].strip("`")] = cells[1]
-    expected = {reason: kind.value for reason, kind in ANNOUNCED.values()}
+    expected = {a.event: a.event_type.value for a in REASONS.values() if a.event is not None}
     expected[APPROVAL_RECORDED] = "Normal"
     assert rows == expected

@@ -31,3 +31,33 @@ def test_an_unknown_argument_is_refused() -> None:
     refused = operator("--namespace", "x")
     assert refused.returncode == 2
     assert "unrecognized arguments" in refused.stderr
+
+
+def test_plugin_telemetry_comes_from_json_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chart passes scrapers and the collector as JSON; a wrong peer names the variable."""
+    from pydantic import ValidationError  # noqa: PLC0415 - only this test
+
+    from wayang_operator.controller.handlers import workload_options  # noqa: PLC0415
+    from wayang_operator.controller.runtime import RUNTIME  # noqa: PLC0415
+    from wayang_operator.settings import OperatorSettings  # noqa: PLC0415
+
+    monkeypatch.setenv(
+        "WAYANG_PLUGIN_METRICS_FROM",
+        '[{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]',
+    )
+    monkeypatch.setenv("WAYANG_PLUGIN_OTLP_ENDPOINT", "http://collector.obs:4318")
+    monkeypatch.setenv("WAYANG_PLUGIN_OTLP_TO", '[{"cidr": "10.96.0.0/12"}]')
+    settings = OperatorSettings()
+    before = RUNTIME.settings
+    RUNTIME.settings = settings
+    try:
+        options = workload_options()
+    finally:
+        RUNTIME.settings = before
+    assert options is not None
+    assert options.telemetry.otlp_endpoint == "http://collector.obs:4318"
+    assert options.telemetry.otlp_to[0].cidr == "10.96.0.0/12"
+    assert options.telemetry.metrics_from[0].namespace_selector is not None
+    monkeypatch.setenv("WAYANG_PLUGIN_OTLP_TO", '[{"cidr": "everywhere"}]')
+    with pytest.raises(ValidationError, match="plugin_otlp_to"):
+        OperatorSettings()

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import audit, keys, plugins, scan, validate
+from . import audit, call, keys, plugins, scan, validate
 
 INTERNAL_ERROR = 3
 """Exit code for a bug in wayang itself (0: valid, 1: invalid input, 2: usage)."""
@@ -26,6 +26,7 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     ("Before the cluster (a publisher's CI)", ("validate", "keygen", "sign", "scan")),
     ("The audit log", ("audit",)),
+    ("Calling plugins (the engine SDK, in a cluster or without one)", ("call",)),
 )
 
 
@@ -49,6 +50,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     keys.register(commands)
     scan.register(commands)
     audit.register(commands)
+    call.register(commands)
     helps = {action.dest: action.help or "" for action in commands._choices_actions}
     width = max(len(name) for name in helps)
     sections = []

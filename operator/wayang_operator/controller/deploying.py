@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import time
 from dataclasses import dataclass
 
 from ..api.descriptor import PluginDescriptor
@@ -20,15 +22,17 @@ from ..core.policy import NamedPolicy
 from ..core.running import Plan, WorkloadFacts
 from ..core.workload import (
     INDEX_NAME,
+    NO_TELEMETRY,
     Active,
     NotRunnable,
     Owner,
+    Telemetry,
     endpoint,
     plugin_index,
+    recorded,
     render,
-    runnable,
 )
-from ..kube import KubeApi
+from ..kube import ClusterError, KubeApi
 from .logs import about
 
 logger = logging.getLogger("wayang.workloads")
@@ -44,6 +48,8 @@ class Options:
     """Seconds between observations of a workload that is not steady."""
     grace: float
     """Seconds a running container may stay unready before that counts as a failure."""
+    telemetry: Telemetry = NO_TELEMETRY
+    """What the platform collects from every plugin pod (metrics scrapers, span collector)."""
 
 
 _damaged: set[tuple[str, str]] = set()
@@ -52,6 +58,18 @@ _damaged: set[tuple[str, str]] = set()
 
 def mark_damaged(namespace: str, plugin: str) -> None:
     _damaged.add((namespace, plugin))
+
+
+_refused: dict[tuple[str, str], tuple[str, str, float]] = {}
+"""Per plugin, the render the API server last refused (its hash), what it said and when: that
+render is not sent again for REFUSAL_RETRY seconds (a status, not a silent retry loop); a
+changed render is sent at once."""
+REFUSAL_RETRY = 300.0
+"""A refusal may pass (a quota raised, an admission policy fixed): try the same render again."""
+
+
+def forget_refusal(namespace: str, plugin: str) -> None:
+    _refused.pop((namespace, plugin), None)
 
 
 def gather(
@@ -64,24 +82,66 @@ def gather(
     breaker: Breaker,
     approvals: list[ApprovalRecord],
     options: Options,
+    missing_secret: str | None = None,
 ) -> WorkloadFacts:
-    render_error: str | None = None
-    handler = ""
-    try:
-        handler = runnable(spec, policies)
-    except NotRunnable as error:
-        render_error = str(error)
     return WorkloadFacts(
         deployment=deployment,
         pods=pods,
         breaker=breaker,
-        render_error=render_error,
-        runtime_class=handler,
+        policies=policies,
         endpoint=endpoint(owner.name, owner.namespace),
         approved_since=newest_approval(approvals, spec.implementation.digest),
         check_interval=options.check_interval,
         grace=options.grace,
+        missing_secret=missing_secret,
+        refused=refusal(owner, spec, policies),
+        known_good=recorded(deployment.known_good) if deployment else None,
     )
+
+
+def _render_hash(owner: Owner, spec: PluginDescriptor, policies: list[NamedPolicy]) -> str:
+    annotations = render(owner, spec, policies)[2]["metadata"]["annotations"]
+    return str(annotations[RENDERED_ANNOTATION])
+
+
+def refusal(owner: Owner, spec: PluginDescriptor, policies: list[NamedPolicy]) -> str | None:
+    """What the API server said about this exact render, if it refused it."""
+    refused = _refused.get((owner.namespace, owner.name))
+    if refused is None:
+        return None
+    try:
+        current = _render_hash(owner, spec, policies)
+    except NotRunnable:
+        return None
+    return refused[1] if current == refused[0] else None
+
+
+def _retry_due(refused: tuple[str, str, float]) -> bool:
+    return time.monotonic() - refused[2] >= REFUSAL_RETRY
+
+
+_MISSING_SECRET = re.compile(r'secret "(?P<name>[^"]+)" not found')
+
+
+async def missing_secret(
+    api: KubeApi, namespace: str, pods: list[PodRecord], mounts_secrets: bool
+) -> str | None:
+    """A Secret the plugin's pods wait for: the kubelet says so only in the pod's events
+    (FailedMount), read for pods that are still being created."""
+    if not mounts_secrets:
+        return None
+    waiting = [
+        pod.name
+        for pod in pods
+        if not pod.deleting
+        and (not pod.containers or any(c.waiting == "ContainerCreating" for c in pod.containers))
+    ]
+    for name in waiting[:3]:
+        for message in await api.pod_event_messages(namespace, name, "FailedMount"):
+            found = _MISSING_SECRET.search(message)
+            if found:
+                return found["name"]
+    return None
 
 
 async def act(
@@ -92,17 +152,27 @@ async def act(
     policies: list[NamedPolicy],
     plan: Plan,
     deployment: DeploymentRecord | None,
-) -> None:
-    """Bring the workload to the plan: leave it, scale it to zero, or apply the render."""
+    telemetry: Telemetry = NO_TELEMETRY,
+) -> str | None:
+    """Bring the workload to the plan: leave it, scale it to zero, or apply the render. Returns
+    the API server's refusal of the render (a status, never a silent retry), or None."""
     key = (owner.namespace, owner.name)
     if plan.replicas is None:
-        return
+        return None
     if plan.replicas == 0 or spec is None:
         if deployment is not None and deployment.replicas:
             await api.scale_deployment(owner.namespace, deployment.name, 0)
             logger.info("plugin %s/%s: scaled to zero", *key, extra=about(*key))
-        return
-    objects = render(owner, spec, policies, replicas=plan.replicas)
+        return None
+    served = plan.serve or spec
+    objects = render(
+        owner,
+        served,
+        policies,
+        replicas=plan.replicas,
+        known_good=plan.known_good,
+        telemetry=telemetry,
+    )
     rendered = objects[2]["metadata"]["annotations"][RENDERED_ANNOTATION]
     current = (
         deployment is not None
@@ -110,18 +180,32 @@ async def act(
         and deployment.replicas == plan.replicas
     )
     if current and key not in _damaged:
-        return
+        return None
+    attempt = _render_hash(owner, served, policies)
+    refused = _refused.get(key)
+    if refused is not None and refused[0] == attempt and not _retry_due(refused):
+        return refused[1]
     _damaged.discard(key)
     for body in objects:
-        await api.apply(body)
+        try:
+            await api.apply(body)
+        except ClusterError as error:
+            said = f"{body['kind']} {body['metadata']['name']}: {error.message}"
+            _refused[key] = (attempt, said, time.monotonic())
+            logger.warning("plugin %s/%s: refused: %s", *key, said, extra=about(*key))
+            return said
+    _refused.pop(key, None)
     logger.info(
-        "plugin %s/%s: applied %d objects (%d replica(s) of %s)",
+        "plugin %s/%s: applied %d objects (%d replica(s) of version %s, %s)%s",
         *key,
         len(objects),
         plan.replicas,
-        spec.implementation.digest,
+        served.version,
+        served.implementation.digest,
+        "" if plan.serve is None else f", the known-good in place of version {spec.version}",
         extra=about(*key),
     )
+    return None
 
 
 _published: dict[str, tuple[str, str]] = {}

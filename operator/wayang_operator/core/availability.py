@@ -24,6 +24,20 @@ VERSION_ANNOTATION = "wayang.io/version"
 RENDERED_ANNOTATION = "wayang.io/rendered"
 """On the Deployment: a hash of every object rendered for the plugin, so an unchanged render is
 not applied again (and a Deployment edited or deleted by hand is put back)."""
+DESCRIPTOR_ANNOTATION = "wayang.io/descriptor-hash"
+"""On the pod template: a hash of the descriptor the pods load (a change rolls them); the
+breaker and the observations are about the pods of one descriptor."""
+TEMPLATE_ANNOTATION = "wayang.io/template-hash"
+"""On the pod template, so on every pod: a hash of the rest of the template. A pod runs what
+the Deployment asks for when the two agree, whether or not the Deployment's generation has
+been observed: the API server bumps a Deployment's generation for an annotation change of its
+own metadata too (the known-good record, the render hash), and waiting for the controller to
+observe that would show a serving plugin as Deploying for a moment."""
+SURFACE_ANNOTATION = "wayang.io/approved-surface"
+"""The digest of the approved surface a Deployment was rendered from."""
+KNOWN_GOOD_ANNOTATION = "wayang.io/known-good"
+"""On the Deployment: the last descriptor that was Available (JSON), the one a new version that
+trips its breaker falls back to. Trusted only as far as its approvals still hold."""
 IMAGE_ERRORS = frozenset(
     {"ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName"}
 )
@@ -49,6 +63,13 @@ class DeploymentRecord:
     version: str | None
     rendered: str | None
     runtime_class: str | None
+    surface: str | None = None
+    descriptor: str | None = None
+    """The hash of the descriptor its pod template loads."""
+    template: str | None = None
+    """TEMPLATE_ANNOTATION of its pod template."""
+    known_good: str | None = None
+    """KNOWN_GOOD_ANNOTATION as written (parsed and checked by the gate, never trusted here)."""
 
     @classmethod
     def of(cls, body: Mapping[str, Any]) -> DeploymentRecord | None:
@@ -72,6 +93,10 @@ class DeploymentRecord:
             version=annotations.get(VERSION_ANNOTATION),
             rendered=(meta.get("annotations") or {}).get(RENDERED_ANNOTATION),
             runtime_class=(template.get("spec") or {}).get("runtimeClassName"),
+            surface=annotations.get(SURFACE_ANNOTATION),
+            descriptor=annotations.get(DESCRIPTOR_ANNOTATION),
+            template=annotations.get(TEMPLATE_ANNOTATION),
+            known_good=(meta.get("annotations") or {}).get(KNOWN_GOOD_ANNOTATION),
         )
 
 
@@ -96,6 +121,9 @@ class PodRecord:
     ip: str | None
     deleting: bool
     containers: tuple[ContainerRecord, ...]
+    descriptor: str | None = None
+    template: str | None = None
+    """TEMPLATE_ANNOTATION: the pod template it was made from."""
 
     @classmethod
     def of(cls, body: Mapping[str, Any]) -> PodRecord | None:
@@ -111,6 +139,8 @@ class PodRecord:
             ip=status.get("podIP"),
             deleting=bool(meta.get("deletionTimestamp")),
             containers=tuple(_container(c) for c in status.get("containerStatuses") or []),
+            descriptor=(meta.get("annotations") or {}).get(DESCRIPTOR_ANNOTATION),
+            template=(meta.get("annotations") or {}).get(TEMPLATE_ANNOTATION),
         )
 
     @property
@@ -159,12 +189,14 @@ def _container(status: Mapping[str, Any]) -> ContainerRecord:
 class Observation:
     serving: int
     """Replicas available now, of any version."""
+    others_serving: int
+    """Ready pods of another descriptor (the version a rollout replaces, still taking calls)."""
     rolled_out: bool
-    """Every wanted replica runs the wanted digest and is ready (0 wanted: none is left)."""
+    """Every wanted replica runs the wanted descriptor and is ready (0 wanted: none is left)."""
     new_failures: int
     """Restarts and image errors not counted before."""
     stuck: bool
-    """A pod of the wanted digest has run past its readiness grace without becoming ready."""
+    """A pod of the wanted descriptor has run past its readiness grace without becoming ready."""
     counted: dict[str, int]
     """Failures per current pod that has had any, the new ones included (the breaker keeps it)."""
     failure: Failure | None
@@ -177,17 +209,18 @@ def observe(
     deployment: DeploymentRecord | None,
     pods: list[PodRecord],
     *,
-    digest: str,
+    descriptor: str,
     wanted: int,
     counted: Mapping[str, int],
     now: datetime.datetime,
     grace: float,
 ) -> Observation:
-    """The workload against what is wanted: `wanted` replicas of `digest`. `counted` is what
+    """The workload against what is wanted: `wanted` replicas loading `descriptor` (its hash:
+    the digest, the configuration and every other field). `counted` is what
     the breaker already counted per pod; `grace` is how long a running container may stay
     unready before that counts as a failure (NotReady)."""
     live = [pod for pod in pods if not pod.deleting]
-    current = [pod for pod in live if pod.digest == digest]
+    current = [pod for pod in live if pod.descriptor == descriptor]
     new = 0
     totals: dict[str, int] = {}
     failure: Failure | None = None
@@ -216,16 +249,18 @@ def observe(
     serving = deployment.available if deployment else 0
     rolled_out = (
         deployment is not None
-        and deployment.digest == digest
-        and deployment.observed_generation >= deployment.generation
+        and deployment.descriptor == descriptor
         and deployment.replicas == wanted
         and len(ready) >= wanted
         and len(live) == len(ready)
+        and all(pod.template == deployment.template for pod in live)
     )
     if wanted == 0:
         rolled_out = not live
+    others = [pod for pod in live if pod.descriptor != descriptor and pod.ready]
     return Observation(
         serving=serving,
+        others_serving=len(others),
         rolled_out=rolled_out,
         new_failures=new,
         stuck=bool(stuck),

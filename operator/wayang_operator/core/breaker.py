@@ -69,6 +69,8 @@ class Breaker:
     """When an observation last counted (see availability.py: at most one per interval)."""
     restarts: Mapping[str, int] = field(default_factory=dict)
     """Failures already counted per pod, so a restart is counted once however often it is seen."""
+    descriptor: str | None = None
+    """The hash of the descriptor whose pods it watches (workload.descriptor_hash)."""
 
     @property
     def quarantined(self) -> bool:
@@ -94,6 +96,7 @@ class Breaker:
             ),
             checked_at=_stamp(self.checked_at),
             restarts=dict(self.restarts),
+            descriptor=self.descriptor,
         ).model_dump(mode="json", by_alias=True, exclude_none=True)
 
     @classmethod
@@ -117,6 +120,7 @@ class Breaker:
             delay=model.half_open_after_seconds,
             checked_at=_parse(model.checked_at),
             restarts=dict(model.restarts),
+            descriptor=model.descriptor,
         )
 
 

@@ -2,20 +2,28 @@
 
 A manifest can be schema-valid and still be a broken plugin: two ports with one name, an input
 schema that is not a JSON Schema, a property default its own validation refuses, configuration for
-properties that do not exist. Each problem is reported with the field path that holds it.
+properties that do not exist, a sensitive value written inline instead of read from a Secret.
+Each problem is reported with the field path that holds it, and never with a sensitive value.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import jsonschema
+from celpy import Environment, celtypes
+from celpy.adapter import json_to_cel
+from celpy.celparser import CELParseError
+from celpy.evaluation import CELEvalError
 
 from ..api.descriptor import PluginDescriptor, PortDescriptor, PropertyDescriptor, PropertyType
 from ..api.errors import ERROR_PAYLOAD_SCHEMA_REF
+from .configuration import secret_ref, sensitive_problems_raw
+from .references import disagreement
 
 _JSON_TYPES: dict[PropertyType, tuple[type, ...]] = {
     PropertyType.STRING: (str,),
@@ -41,7 +49,18 @@ def _duplicates(names: list[str]) -> list[str]:
 
 
 def _value_problem(prop: PropertyDescriptor, value: Any) -> str | None:
-    """Why `value` does not satisfy the property's type and validation, or None."""
+    """Why `value` does not satisfy the property's type and validation, or None. A value read
+    from a Secret is checked by the runtime host, which reads it; a sensitive one is never
+    quoted."""
+    if secret_ref(value) is not None:
+        return None
+    problem = _problem(prop, value)
+    if problem is not None and prop.sensitive:
+        return problem.replace(repr(value), "the value (not shown: the property is sensitive)")
+    return problem
+
+
+def _problem(prop: PropertyDescriptor, value: Any) -> str | None:
     expected = _JSON_TYPES[prop.type]
     is_bool = isinstance(value, bool)
     if not isinstance(value, expected) or (is_bool and prop.type is not PropertyType.BOOLEAN):
@@ -61,11 +80,41 @@ def _value_problem(prop: PropertyDescriptor, value: Any) -> str | None:
             return f"the property's validation pattern is not a regular expression: {error}"
     if rules.enum is not None and value not in rules.enum:
         return f"{value!r} is not one of {rules.enum!r}"
+    if rules.cel_expression is not None:
+        return cel_problem(rules.cel_expression, value)
     return None
 
 
-def check(spec: PluginDescriptor) -> list[ContractProblem]:
-    """Every contract problem of the descriptor (empty when the contract holds)."""
+def cel_problem(expression: str, value: Any) -> str | None:
+    """Why `value` fails the property's `validation.celExpression` (CEL over `self`, the value,
+    as in Kubernetes' own rules), or None; an expression that does not compile or evaluate to a
+    boolean is a problem of the descriptor."""
+    environment = Environment()
+    try:
+        program = environment.program(environment.compile(expression))
+        result = program.evaluate({"self": json_to_cel(value)})
+    except CELParseError as error:
+        return f"validation.celExpression does not compile: {str(error).splitlines()[0]}"
+    except (CELEvalError, TypeError, ValueError) as error:
+        said = str(error.args[0] if error.args else error).split(" (in activation", 1)[0]
+        return f"validation.celExpression could not be evaluated for {value!r}: {said[:300]}"
+    if not isinstance(result, celtypes.BoolType | bool):
+        return f"validation.celExpression {expression!r} is not a boolean for {value!r}"
+    return None if bool(result) else f"{value!r} fails validation.celExpression {expression!r}"
+
+
+def admission_problems(spec: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """What the admission webhook and `wayang validate` refuse beyond the schema, on the spec
+    as it was sent (valid or not): a sensitive value written inline, a container whose
+    repository and coordinate name different places. Messages never quote a sensitive value."""
+    problems = sensitive_problems_raw(dict(spec))
+    disagrees = disagreement(spec.get("implementation"))
+    if disagrees:
+        problems.append(("spec.implementation.repository", disagrees))
+    return problems
+
+
+def _ports(spec: PluginDescriptor) -> list[ContractProblem]:
     problems: list[ContractProblem] = []
     ports: list[tuple[str, int | None, PortDescriptor]] = [
         ("inputs", i, port) for i, port in enumerate(spec.inputs)
@@ -89,16 +138,25 @@ def check(spec: PluginDescriptor) -> list[ContractProblem]:
         problems.append(
             ContractProblem("spec.outputs.error.schema", f"must be {ERROR_PAYLOAD_SCHEMA_REF}")
         )
+    return problems
 
+
+def _properties(spec: PluginDescriptor) -> list[ContractProblem]:
+    problems: list[ContractProblem] = []
     properties = spec.properties or []
     for name in _duplicates([prop.name for prop in properties]):
         problems.append(ContractProblem("spec.properties", f"property {name!r} is declared twice"))
     configuration = spec.configuration or {}
     for index, prop in enumerate(properties):
+        if prop.sensitive and prop.default is not None:
+            continue  # refused by admission_problems, without checking (and so quoting) it
         if prop.default is not None and (reason := _value_problem(prop, prop.default)):
             problems.append(ContractProblem(f"spec.properties[{index}].default", reason))
-        if prop.name in configuration and (
-            reason := _value_problem(prop, configuration[prop.name])
+        inline_secret = prop.sensitive and secret_ref(configuration.get(prop.name)) is None
+        if (
+            prop.name in configuration
+            and not inline_secret
+            and (reason := _value_problem(prop, configuration[prop.name]))
         ):
             problems.append(ContractProblem(f"spec.configuration.{prop.name}", reason))
         if prop.required and prop.default is None and prop.name not in configuration:
@@ -114,3 +172,10 @@ def check(spec: PluginDescriptor) -> list[ContractProblem]:
             ContractProblem(f"spec.configuration.{key}", "no property of this name is declared")
         )
     return problems
+
+
+def check(spec: PluginDescriptor) -> list[ContractProblem]:
+    """Every contract problem of the descriptor (empty when the contract holds)."""
+    raw = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+    problems = [ContractProblem(path, message) for path, message in admission_problems(raw)]
+    return problems + _ports(spec) + _properties(spec)

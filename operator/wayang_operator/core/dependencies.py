@@ -3,7 +3,9 @@
 A plugin resolves against the *active* plugins of its namespace (approved, enabled, themselves
 resolved), so nothing becomes ready on top of something that cannot run. Cycles are looked for
 among all enabled plugins of the namespace, active or not, because a cycle is exactly what keeps
-its members from ever becoming active: it is reported instead of waited on forever.
+its members from ever becoming active: it is reported instead of waited on forever. Only
+`runtime` dependencies take part: `compile` and `test` ones are the build's business and never
+block a plugin from running (they are listed in the message, as not checked).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ..api.descriptor import PluginDescriptor
+from ..api.descriptor import DependencyDescriptor, DependencyScope, PluginDescriptor
 from .semver import Range, Version
 
 
@@ -37,10 +39,15 @@ def _satisfies(candidate: Candidate, dependency_id: str, wanted: Range) -> bool:
     )
 
 
+def runtime_dependencies(spec: PluginDescriptor) -> list[DependencyDescriptor]:
+    """The dependencies a running plugin needs (scope runtime)."""
+    return [d for d in spec.dependencies or [] if d.scope is DependencyScope.RUNTIME]
+
+
 def _edges(spec: PluginDescriptor, others: list[Candidate]) -> Iterator[str]:
-    """Names of the plugins `spec` would depend on, among `others`."""
+    """Names of the plugins `spec` would depend on at run time, among `others`."""
     requires = set(spec.requires or [])
-    ids = {dependency.id for dependency in spec.dependencies or []}
+    ids = {dependency.id for dependency in runtime_dependencies(spec)}
     for other in others:
         if requires & set(other.spec.provides or []) or other.spec.id in ids:
             yield other.name
@@ -84,7 +91,7 @@ def resolve(
     for capability in spec.requires or []:
         if not any(capability in (c.spec.provides or []) for c in providers):
             unmet.append(f"requires {capability}: no active plugin in the namespace provides it")
-    for dependency in spec.dependencies or []:
+    for dependency in runtime_dependencies(spec):
         wanted = Range.parse(dependency.version)
         present = [c for c in providers if c.spec.id == dependency.id]
         if any(_satisfies(c, dependency.id, wanted) for c in present):
@@ -97,5 +104,14 @@ def resolve(
     if unmet:
         return DependencyOutcome(
             False, f"{name} waits for: " + "; ".join(unmet), unmet=tuple(unmet)
+        )
+    build_only = [
+        f"{d.id} ({d.scope.value})"
+        for d in spec.dependencies or []
+        if d.scope is not DependencyScope.RUNTIME
+    ]
+    if build_only:
+        return DependencyOutcome(
+            True, f"all dependencies are active (not checked, build only: {', '.join(build_only)})"
         )
     return DependencyOutcome(True, "all dependencies are active")

@@ -118,12 +118,10 @@ class Range:
                 continue
             if not version.prerelease:
                 return True
-            # npm rule: a prerelease only matches if a comparator names the same release line
-            named = {
-                c.version.core
-                for c in comparators
-                if c.version.prerelease and c.version.prerelease != ("0",)
-            }
+            # npm rule: a prerelease only matches if a comparator of the set has a prerelease of
+            # the same MAJOR.MINOR.PATCH (the `-0` of `>=1.2.3-0` counts; the `-0` upper bounds
+            # of ^ and ~ name the next line, which no prerelease below them can be on)
+            named = {c.version.core for c in comparators if c.version.prerelease}
             if version.core in named:
                 return True
         return False

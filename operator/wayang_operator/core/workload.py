@@ -5,13 +5,21 @@ profile is tested as data).
 One plugin = a ServiceAccount that mounts no token, a ConfigMap with its descriptor and
 configuration, a Deployment, a Service and a NetworkPolicy, all owned by the Plugin (deleting it
 collects them). The image is always `repository@digest`: the bytes that were verified, scanned
-and approved. The sandbox level picks the RuntimeClass (policy `runtimeClasses`; by default
-trusted → the node's runc, semi-trusted and untrusted → `gvisor`) and how much network it gets:
-egress only with the `network` capability and never when untrusted, ingress only on the
-plugin's port. The pod runs non-root with a read-only root, no capabilities, no privilege
-escalation and the RuntimeDefault seccomp profile; the resource profile becomes requests and
-limits (GPUs included); the timeout is the runtime host's execution deadline. A rollout keeps the
-old pod serving until the new one is ready (maxUnavailable 0).
+and approved. What the pod may do is exactly what the policies grant (grants.py): the sandbox's
+RuntimeClass, egress to DNS plus the granted capabilities' destinations (none when untrusted),
+ingress on the plugin's port only from its namespace and the policies' callers, a writable volume
+only with `filesystem`, GPUs only with `gpu`, Secrets only where allowed. The pod runs non-root
+with a read-only root, no capabilities, no privilege escalation and the RuntimeDefault seccomp
+profile; the resource profile becomes requests and limits; the timeout is the runtime host's
+execution deadline. Every object carries the digest of the approved surface it was rendered
+from (SURFACE_ANNOTATION), so an approved surface keeps serving while a grown one waits for its
+approvals. A rollout keeps the old pod serving until the new one is ready (maxUnavailable 0).
+
+The ConfigMap holds one key per descriptor in use, `plugin-<descriptor hash>.json`, and each pod
+template mounts only its own as `plugin.json`: the descriptor being rolled out and the last
+known-good one (KNOWN_GOOD_ANNOTATION) live side by side, so a pod of the version that keeps
+serving, restarted in the middle of an upgrade, still loads its own descriptor, and a rollback
+is the earlier template again.
 """
 
 from __future__ import annotations
@@ -20,25 +28,64 @@ import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
-from ..api.descriptor import Capability, ImplementationType, PluginDescriptor, SandboxLevel
-from .availability import DIGEST_ANNOTATION, PLUGIN_LABEL, RENDERED_ANNOTATION, VERSION_ANNOTATION
+from ..api.descriptor import (
+    CircuitBreaker,
+    ErrorHandlingConfig,
+    ImplementationType,
+    PluginDescriptor,
+    ResourceProfile,
+    RetryPolicy,
+)
+from ..api.resources import Peer
+from . import surface
+from .availability import (
+    DESCRIPTOR_ANNOTATION,
+    DIGEST_ANNOTATION,
+    KNOWN_GOOD_ANNOTATION,
+    PLUGIN_LABEL,
+    RENDERED_ANNOTATION,
+    SURFACE_ANNOTATION,
+    TEMPLATE_ANNOTATION,
+    VERSION_ANNOTATION,
+)
+from .grants import SECRETS_PATH, Grant, NotGranted, grant, network_peer
 from .policy import NamedPolicy
 from .references import pinned_reference
 
 PORT = 8080
+METRICS_PORT = 9102
+"""The runtime host's /metrics on a port of its own: a scraper allowed to reach it cannot call
+/execute (NetworkPolicies choose ports, not paths)."""
 SERVICE_PORT = 80
 RUN_AS = 65532
 DRAIN_SECONDS = 3
 """How long a stopping pod keeps serving: endpoints are removed from Services asynchronously,
 so a server that closed at once would refuse the calls still routed to it during a rollout."""
 DESCRIPTOR_PATH = "/etc/wayang"
-SECRETS_PATH = "/var/run/secrets/wayang"
-DEFAULT_RUNTIME_CLASSES = {
-    SandboxLevel.TRUSTED: "",
-    SandboxLevel.SEMI_TRUSTED: "gvisor",
-    SandboxLevel.UNTRUSTED: "gvisor",
-}
+WRITABLE_PATHS = ("/tmp", "/data")  # noqa: S108 - the granted volume, nothing else is writable
+
+
+@dataclass(frozen=True)
+class Telemetry:
+    """What the platform collects from every plugin pod (the operator's settings, the chart's
+    pluginTelemetry values): who may scrape the runtime host's metrics port, and where it sends
+    its spans (and so may reach, whatever the plugin's own grants)."""
+
+    metrics_from: tuple[Peer, ...] = ()
+    otlp_endpoint: str = ""
+    """OTEL_EXPORTER_OTLP_ENDPOINT of the runtime hosts (OTLP over HTTP); empty: no spans."""
+    otlp_to: tuple[Peer, ...] = ()
+    """Where that endpoint is, for the NetworkPolicy's egress rule."""
+
+    @property
+    def otlp_port(self) -> int:
+        return urlsplit(self.otlp_endpoint).port or 4318
+
+
+NO_TELEMETRY = Telemetry()
+"""Nothing collected: the metrics port closed to all but the callers, no spans."""
 
 
 class NotRunnable(ValueError):  # noqa: N818 - a decision, not a failure of the code
@@ -64,29 +111,6 @@ def endpoint(plugin: str, namespace: str) -> str:
     return f"http://{workload_name(plugin)}.{namespace}.svc:{SERVICE_PORT}"
 
 
-def runtime_class(spec: PluginDescriptor, policies: list[NamedPolicy]) -> str:
-    """The RuntimeClass for the sandbox level ("" = the node's default runtime). Policies that
-    name classes must agree: one policy cannot weaken another's choice of sandbox."""
-    level = spec.sandbox_level
-    chosen: dict[str, str] = {}
-    for policy in policies:
-        classes = policy.spec.runtime_classes
-        if classes is not None:
-            by_level = {
-                SandboxLevel.TRUSTED: classes.trusted,
-                SandboxLevel.SEMI_TRUSTED: classes.semi_trusted,
-                SandboxLevel.UNTRUSTED: classes.untrusted,
-            }
-            chosen.setdefault(by_level[level], policy.name)
-    if len(chosen) > 1:
-        named = ", ".join(
-            f"{policy!r} wants {value or 'the default runtime'!r}"
-            for value, policy in chosen.items()
-        )
-        raise NotRunnable(f"policies disagree on the RuntimeClass for {level.value}: {named}")
-    return next(iter(chosen), DEFAULT_RUNTIME_CLASSES[level])
-
-
 def image_of(spec: PluginDescriptor) -> str:
     if spec.implementation.type != ImplementationType.CONTAINER:
         raise NotRunnable(
@@ -100,12 +124,14 @@ MANAGED = {"app.kubernetes.io/managed-by": "wayang-operator"}
 """On every object the operator makes; its watches select by it."""
 
 
-def runnable(spec: PluginDescriptor, policies: list[NamedPolicy]) -> str:
-    """The RuntimeClass the plugin would run with, or NotRunnable with why it cannot run: the
-    checks of `render` without rendering (the gate needs them on every evaluation)."""
+def runnable(spec: PluginDescriptor, policies: list[NamedPolicy]) -> Grant:
+    """What the plugin would run with, or NotRunnable with why it cannot run: the checks of
+    `render` without rendering (the gate needs them on every evaluation)."""
     image_of(spec)
-    _secrets(spec, policies)
-    return runtime_class(spec, policies)
+    try:
+        return grant(spec, policies)
+    except NotGranted as refused:  # the PowersGranted gate stops it first; never rendered
+        raise NotRunnable(str(refused)) from refused
 
 
 def _labels(owner: Owner, spec: PluginDescriptor) -> dict[str, str]:
@@ -140,7 +166,7 @@ def _meta(owner: Owner, spec: PluginDescriptor, name: str) -> dict[str, Any]:
     }
 
 
-def _resources(spec: PluginDescriptor) -> dict[str, Any]:
+def _resources(spec: PluginDescriptor, powers: Grant) -> dict[str, Any]:
     profile = spec.resource_profile
     cpu = profile.cpu if profile else "100m"
     memory = profile.memory if profile else "128Mi"
@@ -148,22 +174,65 @@ def _resources(spec: PluginDescriptor) -> dict[str, Any]:
     limits: dict[str, str] = {"cpu": cpu, "memory": memory}
     if profile and profile.ephemeral_storage:
         requests["ephemeral-storage"] = limits["ephemeral-storage"] = profile.ephemeral_storage
-    if profile and profile.gpu:
-        limits["nvidia.com/gpu"] = requests["nvidia.com/gpu"] = str(profile.gpu)
+    if powers.gpus:
+        limits["nvidia.com/gpu"] = requests["nvidia.com/gpu"] = str(powers.gpus)
     return {"requests": requests, "limits": limits}
 
 
-def _secrets(spec: PluginDescriptor, policies: list[NamedPolicy]) -> list[str]:
-    wanted = list(spec.required_secrets or [])
-    if wanted:
-        refusing = [p.name for p in policies if not p.spec.allow_secrets]
-        if refusing or not policies:
-            by = f"policy {refusing[0]!r}" if refusing else "the default policy"
-            raise NotRunnable(
-                f"requiredSecrets {', '.join(wanted)} are not mounted: {by} does not allow "
-                "secrets (allowSecrets: false)"
-            )
-    return wanted
+def descriptor_json(spec: PluginDescriptor) -> str:
+    """The descriptor as the runtime host reads it."""
+    descriptor = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return json.dumps(descriptor, sort_keys=True, indent=2)
+
+
+def descriptor_hash(spec: PluginDescriptor) -> str:
+    """Names a descriptor: its pods, its ConfigMap key, its breaker (any change of the spec,
+    configuration included, is a new one)."""
+    return hashlib.sha256(descriptor_json(spec).encode()).hexdigest()[:20]
+
+
+def descriptor_key(spec: PluginDescriptor) -> str:
+    return f"plugin-{descriptor_hash(spec)}.json"
+
+
+def recorded(raw: str | None) -> PluginDescriptor | None:
+    """The known-good descriptor a Deployment records (KNOWN_GOOD_ANNOTATION); None when there
+    is none or it is not a descriptor (the pipeline still checks that it may run)."""
+    if not raw:
+        return None
+    try:
+        return PluginDescriptor.model_validate(json.loads(raw), by_alias=True, by_name=False)
+    except ValueError:
+        return None
+
+
+def _volumes(
+    powers: Grant, name: str, key: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The descriptor, the granted writable volume (if any) and the allowed Secrets."""
+    mounts: list[dict[str, Any]] = [
+        {"name": "descriptor", "mountPath": DESCRIPTOR_PATH, "readOnly": True}
+    ]
+    # only the pod's own key, which the operator writes: a key planted in the ConfigMap by
+    # another hand is not mounted
+    only = [{"key": key, "path": "plugin.json"}]
+    volumes: list[dict[str, Any]] = [
+        {"name": "descriptor", "configMap": {"name": name, "items": only}}
+    ]
+    if powers.writable is not None:
+        volumes.append({"name": "writable", "emptyDir": {"sizeLimit": powers.writable}})
+        mounts += [
+            {"name": "writable", "mountPath": path, "subPath": path.strip("/")}
+            for path in WRITABLE_PATHS
+        ]
+    for index, secret in enumerate(powers.secrets):
+        volume = f"secret-{index}"
+        source: dict[str, Any] = {"secretName": secret.secret}
+        if secret.keys:
+            source["items"] = [{"key": key, "path": key} for key in secret.keys]
+        volumes.append({"name": volume, "secret": source})
+        mounts.append({"name": volume, "mountPath": secret.path, "readOnly": True})
+    return volumes, mounts
 
 
 def render(
@@ -172,39 +241,44 @@ def render(
     policies: list[NamedPolicy],
     *,
     replicas: int = 1,
+    known_good: PluginDescriptor | None = None,
+    telemetry: Telemetry = NO_TELEMETRY,
 ) -> list[dict[str, Any]]:
-    """The objects, in the order they should be applied; NotRunnable says why there are none.
-    The Deployment carries a hash of them all (RENDERED_ANNOTATION): an unchanged render is not
-    applied again."""
+    """The objects that run `spec`, in the order they should be applied; NotRunnable says why
+    there are none. `known_good` is the descriptor recorded as the last that was Available (its
+    ConfigMap key kept for its pods); `telemetry` opens the metrics port to its scrapers and
+    the span endpoint to the runtime host. The Deployment carries a hash of them all
+    (RENDERED_ANNOTATION): an unchanged render is not applied again."""
     image = image_of(spec)
-    secrets = _secrets(spec, policies)
+    powers = runnable(spec, policies)
     name = workload_name(owner.name)
     timeout_ms = spec.resource_profile.timeout if spec.resource_profile else 30000
-    descriptor = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
-    mounts = [
-        {"name": "descriptor", "mountPath": DESCRIPTOR_PATH, "readOnly": True},
-        {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - the only writable path
-    ]
-    volumes: list[dict[str, Any]] = [
-        {"name": "descriptor", "configMap": {"name": name}},
-        {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
-    ]
-    for secret in secrets:
-        volume = f"secret-{secret}"[:63].rstrip("-.")
-        volumes.append({"name": volume, "secret": {"secretName": secret}})
-        mounts.append({"name": volume, "mountPath": f"{SECRETS_PATH}/{secret}", "readOnly": True})
+    descriptors = {descriptor_key(spec): descriptor_json(spec)}
+    if known_good is not None:
+        descriptors[descriptor_key(known_good)] = descriptor_json(known_good)
+    volumes, mounts = _volumes(powers, name, descriptor_key(spec))
     container = {
         "name": "plugin",
         "image": image,
         "imagePullPolicy": "IfNotPresent",
-        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+        "ports": [
+            {"name": "http", "containerPort": PORT, "protocol": "TCP"},
+            {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
+        ],
         "env": [
             {"name": "WAYANG_DESCRIPTOR", "value": f"{DESCRIPTOR_PATH}/plugin.json"},
             {"name": "WAYANG_TIMEOUT_MS", "value": str(timeout_ms)},
             {"name": "PORT", "value": str(PORT)},
+            {"name": "WAYANG_METRICS_PORT", "value": str(METRICS_PORT)},
             {"name": "WAYANG_DRAIN_SECONDS", "value": str(DRAIN_SECONDS)},
+            {"name": "WAYANG_SECRETS_DIR", "value": SECRETS_PATH},
+            *(
+                [{"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": telemetry.otlp_endpoint}]
+                if telemetry.otlp_endpoint
+                else []
+            ),
         ],
-        "resources": _resources(spec),
+        "resources": _resources(spec, powers),
         "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 2},
         "livenessProbe": {
             "httpGet": {"path": "/healthz", "port": "http"},
@@ -234,10 +308,31 @@ def render(
         "terminationGracePeriodSeconds": 10,  # the runtime host stops in well under a second
         "volumes": volumes,
     }
-    handler = runtime_class(spec, policies)
-    if handler:
-        pod["runtimeClassName"] = handler
+    if powers.runtime_class:
+        pod["runtimeClassName"] = powers.runtime_class
     labels = _labels(owner, spec)
+    template: dict[str, Any] = {
+        "metadata": {
+            "labels": labels,
+            "annotations": {
+                DIGEST_ANNOTATION: spec.implementation.digest,
+                VERSION_ANNOTATION: spec.version,
+                SURFACE_ANNOTATION: surface.digest_for(spec, policies),
+                # any change of the descriptor (configuration included) rolls the pods, which
+                # load it at start: a new configuration reaches the plugin without a new
+                # approval, old pods serving until it is ready
+                DESCRIPTOR_ANNOTATION: descriptor_hash(spec),
+                # the common scrape convention; the NetworkPolicy decides who can
+                "prometheus.io/scrape": "true",
+                "prometheus.io/port": str(METRICS_PORT),
+                "prometheus.io/path": "/metrics",
+            },
+        },
+        "spec": pod,
+    }
+    template["metadata"]["annotations"][TEMPLATE_ANNOTATION] = hashlib.sha256(
+        json.dumps(template, sort_keys=True).encode()
+    ).hexdigest()[:20]
     objects: list[dict[str, Any]] = [
         {
             "apiVersion": "v1",
@@ -249,7 +344,7 @@ def render(
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": _meta(owner, spec, name),
-            "data": {"plugin.json": json.dumps(descriptor, sort_keys=True, indent=2)},
+            "data": descriptors,
         },
         {
             "apiVersion": "apps/v1",
@@ -263,16 +358,7 @@ def render(
                     "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
                 },
                 "revisionHistoryLimit": 3,
-                "template": {
-                    "metadata": {
-                        "labels": labels,
-                        "annotations": {
-                            DIGEST_ANNOTATION: spec.implementation.digest,
-                            VERSION_ANNOTATION: spec.version,
-                        },
-                    },
-                    "spec": pod,
-                },
+                "template": template,
             },
         },
         {
@@ -286,24 +372,46 @@ def render(
                 ],
             },
         },
-        network_policy(owner, spec),
+        network_policy(owner, spec, powers, telemetry),
     ]
-    rendered = hashlib.sha256(json.dumps(objects, sort_keys=True).encode()).hexdigest()[:20]
-    objects[2]["metadata"]["annotations"] = {RENDERED_ANNOTATION: rendered}
+    record = None if known_good is None else descriptor_hash(known_good)
+    hashed = json.dumps([objects, record], sort_keys=True).encode()
+    rendered = hashlib.sha256(hashed).hexdigest()[:20]
+    objects[2]["metadata"]["annotations"] = {
+        RENDERED_ANNOTATION: rendered,
+        SURFACE_ANNOTATION: surface.digest_for(spec, policies),
+    }
+    if known_good is not None:
+        recorded = known_good.model_dump(mode="json", by_alias=True, exclude_none=True)
+        objects[2]["metadata"]["annotations"][KNOWN_GOOD_ANNOTATION] = json.dumps(
+            recorded, sort_keys=True, separators=(",", ":")
+        )
     return objects
 
 
-def network_policy(owner: Owner, spec: PluginDescriptor) -> dict[str, Any]:
-    """Ingress only on the plugin's port; egress to DNS and anywhere only with the `network`
-    capability, and none at all when untrusted."""
-    capabilities = set(spec.capabilities or [])
-    untrusted = spec.sandbox_level == SandboxLevel.UNTRUSTED
-    egress: list[dict[str, Any]] = []
-    if Capability.NETWORK in capabilities and not untrusted:
-        egress = [{}]  # anywhere
-    elif not untrusted:
-        dns = [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
-        egress = [{"ports": dns}]
+def network_policy(
+    owner: Owner, spec: PluginDescriptor, powers: Grant, telemetry: Telemetry = NO_TELEMETRY
+) -> dict[str, Any]:
+    """Ingress on the plugin's port from its own namespace and the policies' callers, and on the
+    metrics port from the platform's scrapers; egress exactly as granted (DNS, and the granted
+    capabilities' destinations; nothing untrusted), plus the platform's span collector when one
+    is configured (the runtime host sends there, not the plugin's code alone)."""
+    ingress = [{"from": powers.ingress_from, "ports": [{"protocol": "TCP", "port": PORT}]}]
+    if telemetry.metrics_from:
+        ingress.append(
+            {
+                "from": [network_peer(peer) for peer in telemetry.metrics_from],
+                "ports": [{"protocol": "TCP", "port": METRICS_PORT}],
+            }
+        )
+    egress = list(powers.egress)
+    if telemetry.otlp_endpoint and telemetry.otlp_to:
+        egress.append(
+            {
+                "to": [network_peer(peer) for peer in telemetry.otlp_to],
+                "ports": [{"protocol": "TCP", "port": telemetry.otlp_port}],
+            }
+        )
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -311,7 +419,7 @@ def network_policy(owner: Owner, spec: PluginDescriptor) -> dict[str, Any]:
         "spec": {
             "podSelector": {"matchLabels": _selector(owner)},
             "policyTypes": ["Ingress", "Egress"],
-            "ingress": [{"ports": [{"protocol": "TCP", "port": PORT}]}],
+            "ingress": ingress,
             "egress": egress,
         },
     }
@@ -331,21 +439,46 @@ class Active:
     digest: str | None = None
 
 
+def error_handling_of(spec: PluginDescriptor) -> dict[str, Any]:
+    """The plugin's errorHandling as the engine applies it: the spec's, camelCase, with the
+    seed's defaults filled in for the retry policy and the circuit breaker (a plugin that
+    declares none still gets 3 exponential attempts and a breaker)."""
+    handling = spec.error_handling or ErrorHandlingConfig()
+    effective = handling.model_copy(
+        update={
+            "retry_policy": handling.retry_policy or RetryPolicy(),
+            "circuit_breaker": handling.circuit_breaker or CircuitBreaker(),
+        }
+    )
+    return effective.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def index_entry(item: Active, namespace: str) -> dict[str, Any]:
+    """One plugin as the index lists it: what the engine SDK (wayang_client) needs to find and
+    call it and to apply its own error handling."""
+    spec = item.spec
+    return {
+        "plugin": item.name,
+        "id": spec.id,
+        "version": item.version or spec.version,
+        "digest": item.digest or spec.implementation.digest,
+        "category": spec.category.value,
+        "provides": sorted(spec.provides or []),
+        "capabilities": sorted(c.value for c in spec.capabilities or []),
+        "inputs": [port.name for port in spec.inputs],
+        "outputs": {"success": spec.outputs.success.name, "error": spec.outputs.error.name},
+        "errorHandling": error_handling_of(spec),
+        "timeout": (spec.resource_profile or ResourceProfile()).timeout,
+        "endpoint": endpoint(item.name, namespace),
+    }
+
+
 def plugin_index(namespace: str, active: list[Active]) -> dict[str, Any]:
     """The per-namespace ConfigMap the Wayang engine reads for discovery: each active plugin's
-    id, version, provided capabilities, ports and endpoint (its Service's DNS name and port)."""
+    id, version, digest, category, provided capabilities, ports, error handling (defaults
+    applied), timeout (ms) and endpoint (its Service's DNS name and port)."""
     entries = [
-        {
-            "plugin": item.name,
-            "id": item.spec.id,
-            "version": item.version or item.spec.version,
-            "digest": item.digest or item.spec.implementation.digest,
-            "provides": sorted(item.spec.provides or []),
-            "capabilities": sorted(c.value for c in item.spec.capabilities or []),
-            "inputs": [port.name for port in item.spec.inputs],
-            "endpoint": endpoint(item.name, namespace),
-        }
-        for item in sorted(active, key=lambda a: (a.spec.id, a.name))
+        index_entry(item, namespace) for item in sorted(active, key=lambda a: (a.spec.id, a.name))
     ]
     return {
         "apiVersion": "v1",
