@@ -339,6 +339,68 @@ def test_an_upgrade_keeps_serving_until_the_new_version_is_ready(
 
 
 @pytest.mark.parametrize("auto_heal", [True, False], ids=["autoHeal", "noAutoHeal"])
+def test_a_plugin_whose_calls_keep_failing_is_quarantined(
+    kube: Kube, tenant: str, images: dict[str, localnode.ImportedImage], operator: Operator
+) -> None:
+    """Seed §13, call-level: the pod never crashes, its calls fail. The runtime host counts
+    them (errorHandling.circuitBreaker), turns unready, and the operator's breaker quarantines
+    the plugin: the user is told the calls keep failing, not that the pod is broken."""
+    document = sample_plugin(
+        "failing",
+        "failing",
+        images["sample-failing"],
+        sandboxLevel="trusted",
+        errorHandling={
+            "circuitBreaker": {"failureThreshold": 2, "successThreshold": 1, "timeoutMs": 60000},
+            "humanReviewThreshold": "CRITICAL",
+        },
+    )
+    publish_and_approve(kube, tenant, document)
+    for _ in range(2):
+        answer = execute(kube, tenant, "failing", {"reason": "upstream down"})
+        assert answer["error"]["type"] == "ToolError", answer
+    status = phase_becomes(kube, tenant, "failing", "Quarantined", timeout=READY_TIMEOUT)
+    message = condition(status, "WorkloadAvailable")["message"]
+    assert "its calls keep failing" in message, message
+    assert status["workload"]["replicas"] == 0
+    assert kube.get("deployment", "wayang-failing", tenant)["spec"]["replicas"] == 0
+    events = kube.run(
+        "get", "events", "--field-selector", "involvedObject.name=failing", "-o", "json",
+        namespace=tenant,
+    )  # fmt: skip
+    assert "Quarantined" in {event["reason"] for event in json.loads(events.stdout)["items"]}
+
+
+def test_a_configuration_change_reaches_the_running_plugin_without_a_new_approval(
+    kube: Kube, tenant: str, images: dict[str, localnode.ImportedImage], operator: Operator
+) -> None:
+    """Issue 16 item 1: the publisher changes `configuration` only. No approval is asked (no
+    policy binds configuration), the pods roll (the descriptor hash is in the pod template),
+    the new value answers, and the change is audited with the publisher's identity."""
+    document = sample_plugin("echo", "echo", images["sample-echo"], sandboxLevel="trusted")
+    publish_and_approve(kube, tenant, document)
+    assert execute(kube, tenant, "echo", {"text": "hi"})["output"]["text"] == "HI!"
+    before = kube.get("deployment", "wayang-echo", tenant)["spec"]["template"]["metadata"]
+    document["spec"]["configuration"] = {"suffix": "?"}
+    kube.apply(document, user="publisher-1", namespace=tenant)
+    until(
+        "the new configuration to answer",
+        lambda: execute(kube, tenant, "echo", {"text": "hi"})["output"]["text"] == "HI?",
+        timeout=READY_TIMEOUT,
+    )
+    status = phase_becomes(kube, tenant, "echo", "Ready", timeout=READY_TIMEOUT)
+    assert condition(status, "Approved")["status"] == "True", "the approval carried over"
+    approvals = kube.run("get", "pluginapprovals", "-o", "name", namespace=tenant)
+    assert len(approvals.stdout.split()) == 1, "nobody was asked again"
+    after = kube.get("deployment", "wayang-echo", tenant)["spec"]["template"]["metadata"]
+    key = "wayang.io/descriptor-hash"
+    assert before["annotations"][key] != after["annotations"][key], "the pods rolled"
+    updates = [e for e in operator.audit()
+               if e.get("tenantId") == tenant and e["eventType"] == "PLUGIN_UPDATED"]  # fmt: skip
+    assert updates, "the configuration change is audited"
+    assert updates[-1]["actor"]["id"] == "publisher-1"
+
+
 def test_a_failing_upgrade_never_takes_the_good_version_down(
     kube: Kube,
     tenant: str,

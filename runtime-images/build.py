@@ -10,7 +10,8 @@ Every image has three parts, as layers:
      python3-minimal and python3-jsonschema), a plain tar cached under
      ${WAYANG_CACHE:-${XDG_CACHE_HOME:-~/.cache}/wayang}/images/ and keyed by every parameter
      that shapes it;
-  2. the runtime host: /opt/wayang/host.py and the ErrorPayload schema;
+  2. the runtime host: /opt/wayang/host.py, its plugin API /opt/wayang/lib/wayang_plugin.py and
+     the ErrorPayload schema;
   3. (sample images only) the plugin: its module(s) in /opt/wayang/plugin and its descriptor,
      with implementation.digest set to the digest of the module code, in /etc/wayang/plugin.json.
 
@@ -65,6 +66,7 @@ except ImportError as missing:  # pragma: no cover - a hint for running it with 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 HOST = HERE / "python" / "host.py"
+PLUGIN_API = HERE / "python" / "lib" / "wayang_plugin.py"
 SAMPLES = HERE / "python" / "samples"
 ERROR_SCHEMA = REPO / "schemas" / "ErrorPayload.schema.json"
 
@@ -232,6 +234,7 @@ def _sha256(path: Path) -> str:
 def host_layer() -> list[File]:
     return [
         File("/opt/wayang/host.py", HOST.read_bytes()),
+        File("/opt/wayang/lib/wayang_plugin.py", PLUGIN_API.read_bytes()),
         File("/opt/wayang/schemas/ErrorPayload.schema.json", ERROR_SCHEMA.read_bytes()),
     ]
 

@@ -64,6 +64,9 @@ from typing import Any
 
 VERSION = "0.1.0"
 ORIGIN = "wayang-runtime-python"
+LIB = Path(__file__).resolve().parent / "lib"
+"""The plugin-side API (wayang_plugin.py: typed errors), on the workers' sys.path after the
+plugin's own folder."""
 """originNode of errors raised before the descriptor names the plugin."""
 
 DEFAULT_TIMEOUT_MS = 30000
@@ -169,6 +172,103 @@ def error_payload(
 # The descriptor
 
 
+@dataclass(frozen=True)
+class BreakerConfig:
+    """errorHandling.circuitBreaker, with the descriptor's defaults (api/descriptor.py)."""
+
+    enabled: bool = True
+    failure_threshold: int = 5
+    success_threshold: int = 2
+    timeout: float = 60.0
+
+    @classmethod
+    def of(cls, spec: Any) -> BreakerConfig:
+        spec = spec if isinstance(spec, dict) else {}
+
+        def number(key: str, default: float, low: float) -> Any:
+            value = spec.get(key, default)
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= low
+            return value if ok else default
+
+        return cls(
+            enabled=spec.get("enabled", True) is not False,
+            failure_threshold=number("failureThreshold", cls.failure_threshold, 1),
+            success_threshold=number("successThreshold", cls.success_threshold, 1),
+            timeout=number("timeoutMs", cls.timeout * 1000, 0) / 1000,
+        )
+
+
+COUNTED = frozenset({"error", "timeout", "crash"})
+"""Outcomes that count against the plugin's health; `invalid` is the caller's doing."""
+NOT_THE_PLUGINS_FAULT = frozenset({"ValidationError", "SecurityError"})
+"""Error types a plugin raises to judge the request, not because it failed."""
+
+
+class CallHealth:
+    """Whether the plugin's calls work, as the host's readiness says it: the seed's circuit
+    breaker at the call level, so that call failures reach the operator (seed §13: a failing
+    plugin may be quarantined) without the operator reaching into the sandbox.
+
+    `failure_threshold` consecutive failed calls open it: /readyz answers 503 with the last
+    failure, the kubelet marks the pod unready, its Service stops sending calls, and the
+    operator's breaker counts the pod as failing once per check interval (a pod that stops
+    being ready after serving counts at once, without the start-up grace). After `timeout` it
+    half-opens: ready again, so calls come; `success_threshold` successes close it, one failure
+    opens it again. The clock is passed in (tests)."""
+
+    def __init__(self, config: BreakerConfig, clock: Callable[[], float] = time.monotonic) -> None:
+        self.config, self.clock = config, clock
+        self.failures = 0
+        self.successes = 0
+        self.opened_at: float | None = None
+        self.half_open = False
+        self.last: str = ""
+        self._lock = threading.Lock()
+
+    def record(self, outcome: str, error: Mapping[str, Any]) -> None:
+        if not self.config.enabled or outcome not in COUNTED | {"success"}:
+            return
+        if outcome != "success" and error.get("type") in NOT_THE_PLUGINS_FAULT:
+            return
+        with self._lock:
+            self._due()
+            if outcome == "success":
+                self.failures = 0
+                if self.half_open:
+                    self.successes += 1
+                    if self.successes >= self.config.success_threshold:
+                        self.half_open, self.successes = False, 0
+                return
+            self.failures += 1
+            self.last = f"{error.get('type')}: {_cut(str(error.get('message')), 300)}"
+            if self.half_open or self.failures >= self.config.failure_threshold:
+                self.opened_at, self.half_open, self.successes = self.clock(), False, 0
+
+    def _due(self) -> None:
+        if self.opened_at is not None and self.clock() - self.opened_at >= self.config.timeout:
+            self.opened_at, self.half_open = None, True
+
+    def unready(self) -> str | None:
+        """Why the host is not ready because of its calls, or None."""
+        with self._lock:
+            self._due()
+            if self.opened_at is None:
+                return None
+            left = self.config.timeout - (self.clock() - self.opened_at)
+            return (
+                f"calls failing: {self.failures} consecutive calls failed "
+                f"(errorHandling.circuitBreaker.failureThreshold {self.config.failure_threshold}),"
+                f" the last with {self.last}; ready again for a trial in {max(0, left):.0f} s"
+            )
+
+    def state(self) -> str:
+        with self._lock:
+            self._due()
+            if self.opened_at is not None:
+                return "open"
+            return "half_open" if self.half_open else "closed"
+
+
 class DescriptorError(ValueError):
     """The descriptor cannot be served; the message says why (readyz reports it)."""
 
@@ -207,6 +307,8 @@ class Plugin:
     max_attempts: int | None = None
     configured: frozenset[str] = frozenset()
     """Properties the configuration sets: a call may not override them."""
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
+    """errorHandling.circuitBreaker: when call failures make the host unready (CallHealth)."""
 
 
 def _local_refs_only(schema: Any, where: str) -> None:
@@ -424,6 +526,7 @@ def load_descriptor(path: Path, schema_dir: Path, secrets_dir: Path | None = Non
         values=values,
         max_attempts=max_attempts if isinstance(max_attempts, int) else None,
         configured=configured,
+        breaker=BreakerConfig.of((document.get("errorHandling") or {}).get("circuitBreaker")),
     )
 
 
@@ -549,6 +652,14 @@ def _where(error: BaseException) -> str | None:
 
 
 def _failure(error: BaseException) -> JsonObject:
+    """What the host needs of an exception, as JSON. The typed-error attributes of
+    lib/wayang_plugin.py (`error_type`, `suggested_action`, `details`) are read from any
+    exception: the host judges them, the worker only passes them on."""
+    details = getattr(error, "details", None)
+    try:
+        details = json.loads(json.dumps(details, allow_nan=False)) if details else None
+    except (TypeError, ValueError):
+        details = {"unserializable": _cut(repr(details), MESSAGE_MAX)}
     return {
         "ok": False,
         "exceptionType": type(error).__qualname__,
@@ -557,7 +668,14 @@ def _failure(error: BaseException) -> JsonObject:
         "where": _where(error),
         "traceback": "".join(traceback.format_exception(error)),
         "retryable": bool(getattr(error, "retryable", False)),
+        "errorType": _text_or_none(getattr(error, "error_type", None)),
+        "suggestedAction": _text_or_none(getattr(error, "suggested_action", None)),
+        "details": details if isinstance(details, dict) else None,
     }
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def worker_main(conn: Connection, plugin_path: str, entrypoint: str) -> None:
@@ -573,7 +691,7 @@ def worker_main(conn: Connection, plugin_path: str, entrypoint: str) -> None:
     with contextlib.suppress(OSError):
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
-    sys.path.insert(0, plugin_path)
+    sys.path[:0] = [plugin_path, str(LIB)]
     try:
         function = _resolve(entrypoint)
     except BaseException as error:
@@ -818,7 +936,7 @@ class Metrics:
                 if seconds <= bound:
                     self.buckets[i] += 1
 
-    def render(self, ready: bool, workers_started: int) -> str:
+    def render(self, ready: bool, workers_started: int, breaker: str) -> str:
         with self._lock:
             lines = [
                 "# HELP wayang_plugin_executions_total Execute requests answered, by outcome.",
@@ -848,6 +966,12 @@ class Metrics:
             "# HELP wayang_plugin_workers_started_total Worker processes started.",
             "# TYPE wayang_plugin_workers_started_total counter",
             f"wayang_plugin_workers_started_total {workers_started}",
+            "# HELP wayang_plugin_call_breaker The call-level circuit breaker's state (1 = in it).",
+            "# TYPE wayang_plugin_call_breaker gauge",
+        ]
+        lines += [
+            f'wayang_plugin_call_breaker{{state="{state}"}} {int(state == breaker)}'
+            for state in ("closed", "open", "half_open")
         ]
         return "\n".join(lines) + "\n"
 
@@ -901,6 +1025,17 @@ def _int_env(name: str, default: int) -> int:
         return default
 
 
+def _error_enums(schema_dir: Path) -> tuple[frozenset[str], frozenset[str]]:
+    """The ErrorPayload types and suggested actions a plugin may choose, from the schema the
+    host validates error ports against (one source, not a copy of the operator's enums). Without
+    the schema a plugin chooses nothing: every exception is a ToolError."""
+    try:
+        defs = json.loads((schema_dir / "ErrorPayload.schema.json").read_text())["$defs"]
+        return frozenset(defs["ErrorType"]["enum"]), frozenset(defs["SuggestedAction"]["enum"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return frozenset(), frozenset()
+
+
 class Host:
     def __init__(self, descriptor: Path, plugin_path: str, schema_dir: Path) -> None:
         self.descriptor, self.plugin_path, self.schema_dir = descriptor, plugin_path, schema_dir
@@ -914,6 +1049,8 @@ class Host:
         self._loading = threading.Lock()
         self.loaded = threading.Event()
         """Set once the first load has finished (well or not): calls wait for it."""
+        self.error_types, self.suggested_actions = _error_enums(schema_dir)
+        self.health = CallHealth(BreakerConfig())
         self.size = max(1, _int_env("WAYANG_WORKERS", 2))
         self.reuse = os.environ.get("WAYANG_REUSE_WORKERS", "true").lower() not in (
             "0",
@@ -933,6 +1070,7 @@ class Host:
             if self.plugin is None:
                 self.plugin = load_descriptor(self.descriptor, self.schema_dir)
                 self.pool = Pool(self.plugin, self.plugin_path, self.size, self.reuse)
+                self.health = CallHealth(self.plugin.breaker)
                 self.reason = "starting: importing the plugin module"
             assert self.pool is not None
             problem = self.pool.probe()
@@ -971,6 +1109,9 @@ class Host:
         if self.draining:
             return 503, {"status": "not ready", "reason": "stopping"}
         self.retry_load()
+        failing = self.health.unready() if self.ready else None
+        if failing is not None:
+            return 503, {"status": "not ready", "reason": failing}
         if self.ready and self.plugin is not None:
             return 200, {
                 "status": "ready",
@@ -998,6 +1139,7 @@ class Host:
         error = response.get("error") or {}
         seconds = time.monotonic() - started
         self.metrics.observe(outcome, seconds)
+        self.health.record(outcome, error)
         log(
             "execute",
             "info" if outcome == "success" else "warning",
@@ -1068,21 +1210,7 @@ class Host:
                 return 200, self._invalid(run_id, invalid), "invalid"
             return 200, {"port": plugin.success.name, "output": output, "runId": run_id}, "success"
         if reply.kind == "raised":
-            data = reply.data
-            kind = f"{data.get('exceptionType')}"
-            failed = self._fail(
-                run_id,
-                "ToolError",
-                f"the plugin raised {kind}: {data.get('message')}",
-                retryable=bool(data.get("retryable")),
-                details={
-                    "exceptionType": kind,
-                    "exceptionModule": data.get("exceptionModule"),
-                    "exceptionMessage": _cut(str(data.get("message")), MESSAGE_MAX),
-                },
-                stack=data.get("traceback"),
-            )
-            return 200, failed, "error"
+            return 200, self._raised(run_id, reply.data), "error"
         if reply.kind in ("timeout", "busy"):
             message = (
                 f"the plugin did not answer within its timeout of {limit_ms} ms; its worker was "
@@ -1127,6 +1255,36 @@ class Host:
         )
         return 200, failed, "crash"
 
+    def _raised(self, run_id: str, data: JsonObject) -> JsonObject:
+        """The ErrorPayload of an exception: the type, retryable flag, suggested action and
+        details the plugin chose (lib/wayang_plugin.py) when they are the schema's, else a
+        ToolError; either way the exception's class, module and message are in the details."""
+        kind = f"{data.get('exceptionType')}"
+        message = _cut(str(data.get("message")), MESSAGE_MAX)
+        details: JsonObject = {
+            **(data.get("details") or {}),
+            "exceptionType": kind,
+            "exceptionModule": data.get("exceptionModule"),
+            "exceptionMessage": message,
+        }
+        typed = data.get("errorType")
+        if typed is not None and typed not in self.error_types:
+            details["refusedErrorType"] = _cut(typed, 253)
+            typed = None
+        suggested = data.get("suggestedAction")
+        if suggested is not None and suggested not in self.suggested_actions:
+            details["refusedSuggestedAction"] = _cut(suggested, 253)
+            suggested = None
+        return self._fail(
+            run_id,
+            typed or "ToolError",
+            message if typed else f"the plugin raised {kind}: {message}",
+            retryable=bool(data.get("retryable")),
+            details=details,
+            suggested=suggested,
+            stack=data.get("traceback"),
+        )
+
     def _invalid(self, run_id: str, invalid: Invalid) -> JsonObject:
         whose = "the plugin's output" if invalid.stage == "output" else "the request"
         return self._fail(
@@ -1169,7 +1327,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self._json(*self.host.readiness())
         elif path == "/metrics":
             pool = self.host.pool
-            text = self.host.metrics.render(self.host.ready, pool.started if pool else 0)
+            text = self.host.metrics.render(
+                self.host.ready and self.host.health.unready() is None,
+                pool.started if pool else 0,
+                self.host.health.state(),
+            )
             self._send(200, text.encode(), "text/plain; version=0.0.4; charset=utf-8")
         elif path == "/execute":
             self._json(405, {"message": "use POST /execute"})

@@ -140,6 +140,28 @@ def test_a_non_retryable_error_is_not_retried(
     assert (result.port, result.attempts, calls(counter)) == ("error", 1, 1)
 
 
+def test_a_typed_error_from_the_plugin_decides_retries_and_review(
+    hosts: dict[str, Host], make_client: MakeClient, clock: Time
+) -> None:
+    """The plugin's own LLMError is retryable: retried to maxAttempts. Its SecurityError is not
+    retried and, being CRITICAL, reaches a hook whose threshold is CRITICAL."""
+    failing = entry(hosts["failing"], "failing", **retry(maxAttempts=3, backoff="fixed"))
+    result = make_client(failing).call("failing", {}, {"errorType": "LLMError"})
+    document = dumped(result.error)
+    assert (result.port, result.attempts, len(clock.sleeps)) == ("error", 3, 2)
+    assert (document["type"], document["retryable"], document["attempt"]) == ("LLMError", True, 2)
+
+    seen: list[ErrorPayload] = []
+    failing = entry(
+        hosts["failing"], "failing", humanReviewThreshold="CRITICAL", **retry(maxAttempts=3)
+    )
+    result = make_client(failing, review=seen.append).call(
+        "failing", {}, {"errorType": "SecurityError"}
+    )
+    assert (result.port, result.attempts, seen) == ("error", 1, [result.error])
+    assert dumped(result.error)["suggestedAction"] == "escalate"
+
+
 def test_a_permanent_failure_goes_to_the_fallback_once_with_the_same_inputs(
     hosts: dict[str, Host], make_client: MakeClient, clock: Time
 ) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.client
+import importlib.util
 import json
 import os
 import re
@@ -35,7 +36,7 @@ import jsonschema
 import pytest
 
 from wayang_operator.api.descriptor import PluginDescriptor
-from wayang_operator.api.errors import ErrorPayload
+from wayang_operator.api.errors import ErrorPayload, ErrorType, SuggestedAction
 from wayang_operator.images.oci import manifest_digest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -415,6 +416,62 @@ def test_an_exception_is_a_tool_error(hosts: dict[str, Host]) -> None:
     ), "the port's defaultValue applies"
 
 
+@pytest.mark.parametrize(
+    ("properties", "expected"),
+    [
+        ({"errorType": "LLMError"}, ("LLMError", True, "retry")),
+        ({"errorType": "NetworkError", "retryable": False}, ("NetworkError", False, "retry")),
+        ({"errorType": "SecurityError"}, ("SecurityError", False, "escalate")),
+        ({"errorType": "ValidationError", "suggestedAction": "human_review"},
+         ("ValidationError", False, "human_review")),
+    ],
+)  # fmt: skip
+def test_a_plugin_raises_any_error_type_with_its_own_retryable_and_action(
+    hosts: dict[str, Host], properties: dict[str, Any], expected: tuple[str, bool, str]
+) -> None:
+    """The typed errors of lib/wayang_plugin.py reach the error port as the plugin chose them,
+    with its details and the exception's class beside them."""
+    status, answer = hosts["failing"].execute({"reason": "quota"}, properties)
+    error = answer["error"]
+    assert (status, answer["port"]) == (200, "error")
+    assert (error["type"], error["retryable"], error.get("suggestedAction")) == expected
+    assert error["message"] == f"failing on purpose as {properties['errorType']}: quota"
+    assert error["details"]["reason"] == "quota", "the plugin's own details"
+    assert error["details"]["exceptionType"] == properties["errorType"]
+    assert ("maxAttempts" in error) is expected[1], "retryable errors carry the policy's attempts"
+
+
+def test_the_plugin_api_offers_only_the_schemas_types_and_actions() -> None:
+    spec = importlib.util.spec_from_file_location(
+        "wayang_plugin", RUNTIME / "python" / "lib" / "wayang_plugin.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    api = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(api)
+    base = api.PluginError
+    classes = [v for v in vars(api).values() if isinstance(v, type)]
+    errors: list[Any] = [v for v in classes if issubclass(v, base)]
+    assert {error.error_type for error in errors} <= set(ErrorType)
+    assert {e.suggested_action for e in errors} - {None} <= set(SuggestedAction)
+    assert {"LLMError", "NetworkError", "SecurityError", "ValidationError", "ToolError"} <= {
+        error.__name__ for error in errors
+    }
+
+
+def test_an_error_type_or_action_outside_the_schema_is_refused_as_a_tool_error(
+    hosts: dict[str, Host],
+) -> None:
+    _, answer = hosts["failing"].execute({}, {"errorType": "MadeUpError"})
+    error = answer["error"]
+    assert (error["type"], error["details"]["refusedErrorType"]) == ("ToolError", "MadeUpError")
+    assert "the plugin raised _ClaimedError" in error["message"]
+    _, answer = hosts["failing"].execute({}, {"errorType": "LLMError", "suggestedAction": "reboot"})
+    error = answer["error"]
+    assert (error["type"], error["details"]["refusedSuggestedAction"]) == ("LLMError", "reboot")
+    assert "suggestedAction" not in error
+
+
 def test_a_plugin_over_its_timeout_is_killed_and_reported(hosts: dict[str, Host]) -> None:
     started = time.monotonic()
     status, answer = hosts["slow"].execute({"seconds": 30})
@@ -558,6 +615,70 @@ def test_metrics_count_outcomes_and_durations(hosts: dict[str, Host]) -> None:
     assert hosts["failing"].metrics()['wayang_plugin_executions_total{outcome="error"}'] >= 1
     hosts["slow"].execute({"seconds": 5})
     assert hosts["slow"].metrics()['wayang_plugin_executions_total{outcome="timeout"}'] >= 1
+
+
+def breaker_state(host: Host) -> str:
+    samples = host.metrics()
+    states = [s for s in ("closed", "open", "half_open")
+              if samples[f'wayang_plugin_call_breaker{{state="{s}"}}'] == 1]  # fmt: skip
+    assert len(states) == 1, samples
+    return states[0]
+
+
+def test_failing_calls_make_the_host_unready_until_a_trial_succeeds(
+    tmp_path: Path,
+) -> None:
+    """errorHandling.circuitBreaker at the call level: failureThreshold consecutive failures
+    turn /readyz to 503 with the last failure (the kubelet takes the pod out of its Service and
+    the operator's breaker counts it); after timeoutMs it is ready for a trial, which closes it
+    after successThreshold successes. The caller's own invalid requests and the plugin's
+    judgements of the request (ValidationError, SecurityError) do not count."""
+    counter = str(tmp_path / "calls")
+    breaker = {"failureThreshold": 2, "successThreshold": 1, "timeoutMs": 1000}
+    descriptor = sample("flaky", errorHandling={"circuitBreaker": breaker})
+    with running(tmp_path / "host", descriptor, SAMPLES / "flaky") as host:
+        host.wait_ready()
+        failing = {"failures": 2, "counterFile": counter}
+        host.execute({"text": 7})  # invalid: the caller's fault
+        assert host.execute({}, failing)[1]["port"] == "error"
+        assert host.get("/readyz")[0] == 200, "one failure is below the threshold"
+        assert host.execute({}, failing)[1]["port"] == "error"
+        status, body = host.get("/readyz")
+        assert status == 503, body
+        assert body["reason"].startswith("calls failing: 2 consecutive calls failed"), body
+        assert "the last with ToolError: the plugin raised FlakyError" in body["reason"], body
+        assert (breaker_state(host), host.metrics()["wayang_plugin_ready"]) == ("open", 0)
+        host.wait_ready()  # the trial, after timeoutMs
+        assert breaker_state(host) == "half_open"
+        assert host.execute({}, failing)[1]["port"] == "result"
+        assert (host.get("/readyz")[0], breaker_state(host)) == (200, "closed")
+
+
+def test_a_failed_trial_opens_it_again_and_judgements_of_the_request_do_not_count(
+    tmp_path: Path,
+) -> None:
+    breaker = {"failureThreshold": 3, "timeoutMs": 1000}
+    descriptor = sample("failing", errorHandling={"circuitBreaker": breaker})
+    with running(tmp_path / "host", descriptor, SAMPLES / "failing") as host:
+        host.wait_ready()
+        for kind in ("ValidationError", "SecurityError") * 3:
+            host.execute({}, {"errorType": kind})
+        assert (host.get("/readyz")[0], breaker_state(host)) == (200, "closed")
+        for _ in range(3):
+            host.execute({}, {"errorType": "NetworkError"})
+        assert host.get("/readyz")[0] == 503
+        host.wait_ready()
+        host.execute({})
+        status, body = host.get("/readyz")
+        assert (status, breaker_state(host)) == (503, "open"), "one failed trial opens it"
+        assert "the last with ToolError: the plugin raised ValueError" in body["reason"]
+
+    disabled = sample("failing", errorHandling={"circuitBreaker": {"enabled": False}})
+    with running(tmp_path / "off", disabled, SAMPLES / "failing") as host:
+        host.wait_ready()
+        for _ in range(6):
+            host.execute({})
+        assert (host.get("/readyz")[0], breaker_state(host)) == (200, "closed")
 
 
 def test_logs_are_json_lines_with_the_run(hosts: dict[str, Host]) -> None:

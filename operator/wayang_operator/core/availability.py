@@ -124,6 +124,8 @@ class PodRecord:
     descriptor: str | None = None
     template: str | None = None
     """TEMPLATE_ANNOTATION: the pod template it was made from."""
+    unready_since: datetime.datetime | None = None
+    """When its Ready condition last turned False (None: it is ready, or no condition yet)."""
 
     @classmethod
     def of(cls, body: Mapping[str, Any]) -> PodRecord | None:
@@ -141,11 +143,30 @@ class PodRecord:
             containers=tuple(_container(c) for c in status.get("containerStatuses") or []),
             descriptor=(meta.get("annotations") or {}).get(DESCRIPTOR_ANNOTATION),
             template=(meta.get("annotations") or {}).get(TEMPLATE_ANNOTATION),
+            unready_since=next(
+                (
+                    _time(c.get("lastTransitionTime"))
+                    for c in status.get("conditions") or []
+                    if c.get("type") == "Ready" and c.get("status") == "False"
+                ),
+                None,
+            ),
         )
 
     @property
     def ready(self) -> bool:
         return bool(self.containers) and all(c.ready for c in self.containers)
+
+    @property
+    def fell_unready(self) -> bool:
+        """It was ready since its containers last started and is not any more: its runtime host
+        says its calls keep failing (CallHealth) or its plugin stopped loading. The Ready
+        condition of a pod that never became ready dates from before its containers started;
+        one that went from True to False dates from after."""
+        started = [c.running_since for c in self.containers]
+        if self.ready or self.unready_since is None or not started or None in started:
+            return False
+        return self.unready_since > max(s for s in started if s is not None)
 
     def failures(self) -> int:
         """Failures this pod has had: its restarts, plus one while its image cannot be had."""
@@ -196,7 +217,8 @@ class Observation:
     new_failures: int
     """Restarts and image errors not counted before."""
     stuck: bool
-    """A pod of the wanted descriptor has run past its readiness grace without becoming ready."""
+    """A pod of the wanted descriptor has run past its readiness grace without becoming ready,
+    or served and then turned unready."""
     counted: dict[str, int]
     """Failures per current pod that has had any, the new ones included (the breaker keeps it)."""
     failure: Failure | None
@@ -218,7 +240,8 @@ def observe(
     """The workload against what is wanted: `wanted` replicas loading `descriptor` (its hash:
     the digest, the configuration and every other field). `counted` is what
     the breaker already counted per pod; `grace` is how long a running container may stay
-    unready before that counts as a failure (NotReady)."""
+    unready before that counts as a failure (NotReady). A pod that served and then turned
+    unready counts without the grace: the grace is for starting up."""
     live = [pod for pod in pods if not pod.deleting]
     current = [pod for pod in live if pod.descriptor == descriptor]
     new = 0
@@ -230,7 +253,8 @@ def observe(
             totals[pod.name] = had
             new += max(0, had - counted.get(pod.name, 0))
         failure = pod.failure() or failure
-    stuck = [
+    fell = [pod for pod in current if pod.fell_unready]
+    stuck = fell or [
         pod
         for pod in current
         if not pod.ready
@@ -239,7 +263,14 @@ def observe(
             for c in pod.containers
         )
     ]
-    if failure is None and stuck:
+    if failure is None and fell:
+        failure = classify(
+            "NotReady",
+            f"pod {fell[0].name} served, then stopped passing its readiness probe (GET /readyz):"
+            " its calls keep failing (errorHandling.circuitBreaker, counted by the runtime host)"
+            " or its plugin stopped loading; the runtime host's log says which",
+        )
+    elif failure is None and stuck:
         failure = classify(
             "NotReady",
             f"pod {stuck[0].name} has run for more than {grace:.0f} s without passing its "

@@ -119,6 +119,7 @@ def pod(
     running_since: datetime.datetime | None = None,
     of: PluginDescriptor | None = None,
     template: str = "t1",
+    unready_since: datetime.datetime | None = None,
 ) -> PodRecord:
     state: dict[str, Any] = {}
     if waiting:
@@ -144,7 +145,12 @@ def pod(
                         "state": state,
                         "lastState": {"terminated": last} if last else {},
                     }
-                ]
+                ],
+                "conditions": [
+                    {"type": "Ready", "status": "False", "lastTransitionTime": stamp(when)}
+                    for when in [unready_since]
+                    if when is not None and not ready
+                ],
             },
         }
     ) or pytest.fail("not a plugin pod")
@@ -264,6 +270,32 @@ def test_a_pod_running_unready_past_its_grace_is_stuck() -> None:
     assert seen.stuck
     assert seen.failure is not None
     assert seen.failure.reason == "NotReady"
+
+
+def test_a_pod_that_served_then_turned_unready_counts_without_the_grace() -> None:
+    """The runtime host turns unready when its calls keep failing: that counts at once. A pod
+    whose Ready condition dates from before its container started never served: the grace."""
+    fell = pod(running_since=at(-20), unready_since=at(-5))
+    seen = observe(None, [fell], descriptor=CURRENT, wanted=1, counted={}, now=T0, grace=60)
+    assert seen.stuck
+    assert seen.failure is not None
+    assert seen.failure.reason == "NotReady"
+    assert "served, then stopped passing its readiness probe" in seen.failure.message
+    starting = pod(running_since=at(-20), unready_since=at(-25))
+    assert not observe(
+        None, [starting], descriptor=CURRENT, wanted=1, counted={}, now=T0, grace=60
+    ).stuck
+
+
+def test_failing_calls_quarantine_a_serving_plugin() -> None:
+    """Seed §13: call-level failures feed the operator's breaker through readiness."""
+    plugin = spec(errorHandling=handling(2))
+    fell = [pod(of=plugin, running_since=at(-300), unready_since=at(-1))]
+    result, plan = gate(facts(deployment(of=plugin), fell), plugin)
+    assert (result.reason, plan.breaker.failures) == (Reason.FAILING, 1)
+    result, plan = gate(facts(deployment(of=plugin), fell, plan.breaker), plugin, now=10)
+    assert (result.reason, plan.replicas) == (Reason.QUARANTINED, 0)
+    assert "its calls keep failing" in result.message
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1,0 +1,74 @@
+"""The plugin side of the runtime host's contract: errors a plugin raises on purpose.
+
+A plugin that raises one of these gets an ErrorPayload of that type on its error port, with the
+`retryable`, `suggestedAction` and `details` it chose, instead of the ToolError every other
+exception becomes. The engine routes on exactly those fields (retry, fallback, human review), so a
+plugin that knows its LLM provider throttled it says `LLMError(..., retryable=True)` rather than
+leaving the caller to guess from a stack trace.
+
+The host reads the attributes, not the class: any exception with an `error_type` attribute naming
+an ErrorPayload type counts, so a plugin can define its own without importing this module (and
+its tests run without the host). The runtime image puts this module on the workers' `sys.path`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class PluginError(Exception):
+    """An error with an ErrorPayload type: subclasses fix the type, defaults say how to react."""
+
+    error_type = "ToolError"
+    retryable = False
+    suggested_action: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool | None = None,
+        suggested_action: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        if retryable is not None:
+            self.retryable = retryable
+        if suggested_action is not None:
+            self.suggested_action = suggested_action
+        self.details = dict(details or {})
+
+
+class ToolError(PluginError):
+    """The tool itself failed (the default for any exception)."""
+
+
+class LLMError(PluginError):
+    """A model call failed: refused, throttled, malformed answer."""
+
+    error_type = "LLMError"
+    retryable = True
+    suggested_action = "retry"
+
+
+class NetworkError(PluginError):
+    """A remote the plugin depends on could not be reached."""
+
+    error_type = "NetworkError"
+    retryable = True
+    suggested_action = "retry"
+
+
+class ValidationError(PluginError):
+    """The request is wrong in a way the schemas cannot say (the caller's fault: not counted
+    against the plugin's health)."""
+
+    error_type = "ValidationError"
+    suggested_action = "abort"
+
+
+class SecurityError(PluginError):
+    """The plugin refused the request for a security reason."""
+
+    error_type = "SecurityError"
+    suggested_action = "escalate"
