@@ -78,8 +78,8 @@ def images(
         if os.environ.get("WAYANG_DEBIAN_MIRROR")
         else list(builder.MIRRORS)
     )
-    rootfs = builder.ensure_rootfs(mirrors, builder.DEFAULT_EPOCH, refresh=False)
-    echo = dict(builder.specs(rootfs))["sample-echo"]
+    base = builder.runtime_layers(mirrors, builder.DEFAULT_EPOCH, refresh=False)
+    echo = dict(builder.specs(base))["sample-echo"]
     variants = {
         "echo-1.1.0": dataclasses.replace(
             echo,

@@ -74,7 +74,8 @@ RECIPE = 1
 """Bump when the root filesystem recipe changes in a way its parameters do not show."""
 SUITE = "bookworm"
 VARIANT = "essential"
-PACKAGES = ("python3-minimal", "python3-jsonschema")
+PACKAGES = ("python3-minimal", "python3-jsonschema", "libstdc++6")
+"""libstdc++6: google-re2's wheel links it (cel-python, one of the host's libraries, imports it)."""
 MIRRORS = (
     f"deb http://deb.debian.org/debian {SUITE} main",
     f"deb http://deb.debian.org/debian-security {SUITE}-security main",
@@ -274,8 +275,30 @@ def _labels(title: str, version: str, **extra: str) -> dict[str, str]:
     }
 
 
-def specs(rootfs: Path) -> list[tuple[str, ImageSpec]]:
-    """(folder name, spec) of the runtime image and of every sample's image."""
+HOST_DEPENDENCIES = "opt/wayang/deps"
+"""Where the runtime host's own libraries go (pyproject's `host` extra: CEL, OpenTelemetry): on
+the host's sys.path, never on a plugin's (host.py takes it off in the workers)."""
+
+
+def host_dependencies(*, refresh: bool, epoch: int) -> Path:
+    """The layer of the runtime host's libraries, [project.optional-dependencies] `host`."""
+    declared = pyproject()["optional-dependencies"]["host"]
+    pins = resolve_dependencies(refresh=refresh, declared=declared, name="host")
+    return ensure_dependencies_layer(pins, epoch, name="host", site_dir=HOST_DEPENDENCIES)
+
+
+def runtime_layers(mirrors: Sequence[str], epoch: int, *, refresh: bool) -> list[Path]:
+    """The layers under the host in the runtime image and every sample's: the root filesystem
+    and the host's libraries."""
+    return [
+        ensure_rootfs(mirrors, epoch, refresh=refresh),
+        host_dependencies(refresh=refresh, epoch=epoch),
+    ]
+
+
+def specs(base: Sequence[Path]) -> list[tuple[str, ImageSpec]]:
+    """(folder name, spec) of the runtime image and of every sample's image, over the layers
+    `base` (runtime_layers)."""
     version = host_version()
     host = host_layer()
     common: dict[str, Any] = {
@@ -289,7 +312,7 @@ def specs(rootfs: Path) -> list[tuple[str, ImageSpec]]:
             "runtime-python",
             ImageSpec(
                 f"localhost/wayang/runtime-python:{version}",
-                [rootfs, host],
+                [*base, host],
                 labels=_labels("Wayang Python runtime host", version),
                 **common,
             ),
@@ -310,7 +333,7 @@ def specs(rootfs: Path) -> list[tuple[str, ImageSpec]]:
         images.append(
             (
                 f"sample-{folder.name}",
-                ImageSpec(name, [rootfs, host, plugin], labels=labels, **common),
+                ImageSpec(name, [*base, host, plugin], labels=labels, **common),
             )
         )
     return images
@@ -420,15 +443,18 @@ def pins_from_report(report: dict[str, Any]) -> list[Pin]:
     return sorted(pins, key=lambda pin: _canonical_name(pin.name))
 
 
-def dependencies_key(pins: Sequence[Pin], epoch: int, bytecode: str | None) -> str:
+def dependencies_key(
+    pins: Sequence[Pin], epoch: int, bytecode: str | None, site: str = SITE_PACKAGES
+) -> str:
     """The dependency layer's cache key: what was resolved (names, versions, wheel hashes), for
-    which interpreter, with which file times and which bytecode (the builder's Python version)."""
+    which interpreter, where in the image, with which file times and which bytecode (the
+    builder's Python version)."""
     return _key(
         {
             "recipe": OPERATOR_RECIPE,
             "pins": [[pin.name, pin.version, pin.sha256] for pin in pins],
             "options": pip_platform_options(),
-            "site": SITE_PACKAGES,
+            "site": site,
             "epoch": epoch,
             "bytecode": bytecode,
         }
@@ -489,27 +515,29 @@ def _bytecode() -> str | None:
     return version if version == PYTHON else None
 
 
-def _compile(folder: Path) -> None:
+def _compile(folder: Path, site: str = SITE_PACKAGES) -> None:
     """Bytecode for every module, checked by nothing (unchecked-hash: no file time in it, and
-    the image's files never change), with the paths the modules have in the image."""
+    the image's files never change), with the paths the modules have in the image (`site`)."""
     if _bytecode() is None:
         return
     _run(
         (
             sys.executable, "-m", "compileall", "-q", "-j", "0",
             "--invalidation-mode", "unchecked-hash",
-            "-s", str(folder), "-p", f"/{SITE_PACKAGES}", str(folder),
+            "-s", str(folder), "-p", f"/{site}", str(folder),
         )
     )  # fmt: skip
 
 
-def resolve_dependencies(*, refresh: bool) -> list[Pin]:
-    """[project.dependencies] of pyproject.toml resolved by pip for the image's interpreter, as a
-    lock cached under the declared list: later builds install the same versions (no network)
-    until that list changes or --refresh resolves again."""
-    declared = list(pyproject()["dependencies"])
+def resolve_dependencies(
+    *, refresh: bool, declared: Sequence[str] | None = None, name: str = "operator"
+) -> list[Pin]:
+    """`declared` (default: [project.dependencies] of pyproject.toml) resolved by pip for the
+    image's interpreter, as a lock cached under the declared list: later builds install the
+    same versions (no network) until that list changes or --refresh resolves again."""
+    declared = list(pyproject()["dependencies"] if declared is None else declared)
     key = _key({"recipe": OPERATOR_RECIPE, "declared": declared, "pip": pip_platform_options()})
-    lock = cache_dir() / f"operator-lock-{key}.json"
+    lock = cache_dir() / f"{name}-lock-{key}.json"
     with locked(lock.with_suffix(".lock"), log):
         if lock.is_file() and not refresh:
             pins = [Pin(**pin) for pin in json.loads(lock.read_text())["pins"]]
@@ -533,11 +561,13 @@ def resolve_dependencies(*, refresh: bool) -> list[Pin]:
         return pins
 
 
-def ensure_dependencies_layer(pins: Sequence[Pin], epoch: int) -> Path:
-    """The resolved wheels installed (`pip install --target`, hashes required) into
-    site-packages, compiled, as a layer tar cached under `dependencies_key`."""
-    key = dependencies_key(pins, epoch, _bytecode())
-    tar = cache_dir() / f"operator-deps-{key}.tar"
+def ensure_dependencies_layer(
+    pins: Sequence[Pin], epoch: int, *, name: str = "operator", site_dir: str = SITE_PACKAGES
+) -> Path:
+    """The resolved wheels installed (`pip install --target`, hashes required) into `site_dir`
+    (default: site-packages), compiled, as a layer tar cached under `dependencies_key`."""
+    key = dependencies_key(pins, epoch, _bytecode(), site_dir)
+    tar = cache_dir() / f"{name}-deps-{key}.tar"
     with locked(tar.with_suffix(".lock"), log):
         if tar.is_file():
             log(f"dependencies layer: cached {tar} ({tar.stat().st_size / 1e6:.1f} MB)")
@@ -555,8 +585,8 @@ def ensure_dependencies_layer(pins: Sequence[Pin], epoch: int) -> Path:
             )  # fmt: skip
             # the dependencies' launchers name this builder's Python; the image runs none of them
             shutil.rmtree(site / "bin", ignore_errors=True)
-            _compile(site)
-            write_layer(tar, tree_entries(site, SITE_PACKAGES), epoch)
+            _compile(site, site_dir)
+            write_layer(tar, tree_entries(site, site_dir), epoch)
         log(
             f"dependencies layer: {len(pins)} wheels, {tar} ({tar.stat().st_size / 1e6:.1f} MB) "
             f"in {time.monotonic() - started:.0f} s"
@@ -769,8 +799,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         wanted = chosen(args.only)
         images: list[tuple[str, ImageSpec]] = []
         if set(wanted) - {OPERATOR}:
-            rootfs = ensure_rootfs(mirrors, epoch, refresh=args.refresh)
-            images += [(name, spec) for name, spec in specs(rootfs) if name in wanted]
+            base = runtime_layers(mirrors, epoch, refresh=args.refresh)
+            images += [(name, spec) for name, spec in specs(base) if name in wanted]
         if OPERATOR in wanted:
             images.append((OPERATOR, operator_spec(mirrors, epoch, refresh=args.refresh)))
         out: Path = args.out.resolve()

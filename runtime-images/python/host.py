@@ -5,7 +5,10 @@ The host reads the plugin's descriptor, validates every call against the descrip
 runs the plugin's entrypoint `function(inputs, properties)` in worker processes, never in its own
 process: a plugin that fails to import, raises, hangs, or kills its interpreter becomes an
 ErrorPayload on the error port, and the host keeps serving. The standard library and `jsonschema`
-are all it needs (the image gets Debian's python3-jsonschema).
+are all it needs to serve (the image gets Debian's python3-jsonschema); cel-python (for
+`validation.celExpression`) and OpenTelemetry (spans, when OTEL_* ask) are imported only when a
+descriptor or the environment needs them, from /opt/wayang/deps in the image (pyproject's `host`
+extra), which is on the host's sys.path and never on a plugin's.
 
 Environment:
   WAYANG_DESCRIPTOR       the descriptor JSON (default /etc/wayang/plugin.json); a Plugin
@@ -23,6 +26,11 @@ Environment:
   WAYANG_DRAIN_SECONDS    after SIGTERM, keep serving this long while readyz says "stopping"
                           (default 0; the operator sets 3, so a Service stops sending calls
                           before the server closes and a rollout loses none)
+  OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_TRACES_EXPORTER,
+  OTEL_SDK_DISABLED, OTEL_SERVICE_NAME ...
+                          the standard OpenTelemetry variables: an endpoint (or
+                          OTEL_TRACES_EXPORTER=otlp|console) turns spans on, OTLP over
+                          http/protobuf; unset, the host makes no span (see HostTracing)
   WAYANG_SECRETS_DIR      where the Secrets a configuration reads from are mounted (default
                           /var/run/secrets/wayang): a value {"secretKeyRef": {"name": N,
                           "key": K}} is the file <dir>/configuration/N/K (text for a string
@@ -47,6 +55,7 @@ import json
 import math
 import multiprocessing
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -65,8 +74,12 @@ from typing import Any
 VERSION = "0.1.0"
 ORIGIN = "wayang-runtime-python"
 LIB = Path(__file__).resolve().parent / "lib"
-"""The plugin-side API (wayang_plugin.py: typed errors), on the workers' sys.path after the
-plugin's own folder."""
+"""The plugin-side API (wayang_plugin.py: typed errors, the call's traceparent), on the workers'
+sys.path after the plugin's own folder."""
+DEPS = Path(__file__).resolve().parent / "deps"
+"""The host's own libraries in the image (CEL, OpenTelemetry): the host's, not the plugin's."""
+if DEPS.is_dir() and str(DEPS) not in sys.path:
+    sys.path.append(str(DEPS))
 """originNode of errors raised before the descriptor names the plugin."""
 
 DEFAULT_TIMEOUT_MS = 30000
@@ -81,7 +94,7 @@ STACK_MAX = 32768
 DETAIL_ERRORS_MAX = 20
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 OUTCOMES = ("success", "error", "timeout", "crash", "invalid")
-REQUEST_KEYS = frozenset({"inputs", "properties", "runId"})
+REQUEST_KEYS = frozenset({"inputs", "properties", "runId", "attempt"})
 PROPERTY_TYPES = {
     "string": "string",
     "number": "number",
@@ -289,6 +302,8 @@ class Property:
     validator: Any
     required: bool
     sensitive: bool
+    cel: Cel | None = None
+    """validation.celExpression, compiled."""
 
 
 @dataclass(frozen=True)
@@ -350,6 +365,42 @@ def _validator(schema: Any, where: str, schema_dir: Path) -> Any:
     return cls(document, format_checker=jsonschema.FormatChecker())
 
 
+class Cel:
+    """A property's `validation.celExpression`, with the operator's meaning (core/contract.py):
+    CEL over `self`, the value, that must be true. The host checks every call's values, so a
+    value a call passes (not only the configuration the operator checked) obeys it too."""
+
+    def __init__(self, expression: str, where: str) -> None:
+        try:
+            import celpy  # noqa: PLC0415 - only for descriptors that use CEL
+            from celpy.adapter import json_to_cel  # noqa: PLC0415
+            from celpy.celparser import CELParseError  # noqa: PLC0415
+        except ImportError as error:
+            raise DescriptorError(
+                f"{where}.validation.celExpression: this host has no CEL engine ({error}); it "
+                "refuses to serve a rule it cannot check"
+            ) from error
+        self.expression, self._to_cel, self._celpy = expression, json_to_cel, celpy
+        environment = celpy.Environment()
+        try:
+            self.program = environment.program(environment.compile(expression))
+        except CELParseError as error:
+            raise DescriptorError(
+                f"{where}.validation.celExpression does not compile: {str(error).splitlines()[0]}"
+            ) from error
+
+    def problem(self, value: Any) -> str | None:
+        """Why `value` fails the expression, or None."""
+        try:
+            result = self.program.evaluate({"self": self._to_cel(value)})
+        except (self._celpy.evaluation.CELEvalError, TypeError, ValueError) as error:
+            said = str(error.args[0] if error.args else error).split(" (in activation", 1)[0]
+            return f"validation.celExpression could not be evaluated: {said[:300]}"
+        if not isinstance(result, self._celpy.celtypes.BoolType | bool):
+            return f"validation.celExpression {self.expression!r} is not a boolean"
+        return None if bool(result) else f"fails validation.celExpression {self.expression!r}"
+
+
 def _property_schema(spec: Mapping[str, Any], where: str) -> JsonObject:
     kind = spec.get("type")
     if kind not in PROPERTY_TYPES:
@@ -374,8 +425,7 @@ def _property_schema(spec: Mapping[str, Any], where: str) -> JsonObject:
         schema["pattern"] = rules["pattern"]
     if rules.get("enum") is not None:
         schema["enum"] = rules["enum"]
-    # validation.celExpression needs a CEL engine: the operator checks it, the host does not.
-    return schema
+    return schema  # validation.celExpression: Cel, beside the schema
 
 
 def _port(spec: Any, where: str, schema_dir: Path) -> Port:
@@ -472,12 +522,14 @@ def _properties(
         if not isinstance(prop, dict) or not isinstance(prop.get("name"), str):
             raise DescriptorError(f"{where}: a property is an object with a name")
         schema = _property_schema(prop, where)
+        expression = (prop.get("validation") or {}).get("celExpression")
         properties.append(
             Property(
                 name=prop["name"],
                 validator=_validator(schema, where, schema_dir),
                 required=bool(prop.get("required", False)),
                 sensitive=bool(prop.get("sensitive", False)),
+                cel=Cel(expression, where) if isinstance(expression, str) else None,
             )
         )
         types[prop["name"]] = str(prop.get("type", ""))
@@ -623,6 +675,19 @@ def check_properties(plugin: Plugin, given: JsonObject) -> JsonObject:
             continue
         path = f"properties.{prop.name}"
         check(prop.validator, values[prop.name], path, "properties", hide=prop.sensitive)
+        problem = prop.cel.problem(values[prop.name]) if prop.cel is not None else None
+        if problem is not None:
+            message = (
+                "invalid value (hidden: the property is sensitive)"
+                if prop.sensitive
+                else (f"{values[prop.name]!r} {problem}")
+            )
+            raise Invalid(
+                path,
+                message,
+                [{"field": path, "message": message, "keyword": "celExpression"}],
+                "properties",
+            )
     return values
 
 
@@ -691,18 +756,21 @@ def worker_main(conn: Connection, plugin_path: str, entrypoint: str) -> None:
     with contextlib.suppress(OSError):
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
-    sys.path[:0] = [plugin_path, str(LIB)]
+    sys.path[:] = [plugin_path, str(LIB), *(p for p in sys.path if p != str(DEPS))]
     try:
         function = _resolve(entrypoint)
     except BaseException as error:
         conn.send_bytes(json.dumps({"ready": False, **_failure(error)}).encode())
         return
     conn.send_bytes(b'{"ready": true}')
+    import wayang_plugin  # noqa: PLC0415 - from LIB, on the path only now
+
     while True:
         try:
             request = json.loads(conn.recv_bytes())
         except (EOFError, OSError):
             return
+        wayang_plugin.CALL_TRACEPARENT.set(request.get("traceparent"))
         try:
             result = function(request["inputs"], request["properties"])
             if inspect.isawaitable(result):
@@ -984,7 +1052,17 @@ class RequestError(ValueError):
     """A request body that is not an execute request (HTTP 400)."""
 
 
-def parse_request(body: bytes) -> tuple[JsonObject, JsonObject, str | None]:
+@dataclass(frozen=True)
+class Request:
+    inputs: JsonObject
+    properties: JsonObject
+    run_id: str | None
+    attempt: int | None
+    """Which attempt of the caller's retry policy this is (0-based; the engine SDK sends it):
+    carried into the call's ErrorPayload, log line and span."""
+
+
+def parse_request(body: bytes) -> Request:
     try:
         request = json.loads(body)
     except (ValueError, UnicodeDecodeError) as error:
@@ -997,7 +1075,8 @@ def parse_request(body: bytes) -> tuple[JsonObject, JsonObject, str | None]:
     unknown = sorted(set(request) - REQUEST_KEYS)
     if unknown:
         raise RequestError(
-            f"unknown request field(s) {', '.join(unknown)}: expected inputs, properties, runId"
+            f"unknown request field(s) {', '.join(unknown)}: expected inputs, properties, runId, "
+            "attempt"
         )
     inputs = request.get("inputs", {})
     if not isinstance(inputs, dict):
@@ -1013,7 +1092,12 @@ def parse_request(body: bytes) -> tuple[JsonObject, JsonObject, str | None]:
             run_id = None
         if run_id is None:
             raise RequestError(f"runId must be a UUID string, got {request['runId']!r}")
-    return inputs, properties, run_id
+    attempt = request.get("attempt")
+    if attempt is not None and (
+        not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 0
+    ):
+        raise RequestError(f"attempt must be a non-negative integer, got {attempt!r}")
+    return Request(inputs, properties, run_id, attempt)
 
 
 def _int_env(name: str, default: int) -> int:
@@ -1023,6 +1107,153 @@ def _int_env(name: str, default: int) -> int:
     except ValueError:
         log("bad-setting", "warning", setting=name, value=value, using=default)
         return default
+
+
+TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
+TRACE_EXPORTERS = ("otlp", "console")
+
+
+def valid_traceparent(header: str | None) -> str | None:
+    """A W3C traceparent header (version 00, ids not all zero), or None: an invalid one is
+    ignored, as the specification asks."""
+    found = TRACEPARENT.fullmatch((header or "").strip())
+    if found is None or set(found[1]) == {"0"} or set(found[2]) == {"0"}:
+        return None
+    return found[0]
+
+
+class HostTracing:
+    """OpenTelemetry for the host, on only when the standard variables ask (the operator's rule,
+    wayang_operator/tracing.py): an OTLP endpoint or OTEL_TRACES_EXPORTER=otlp|console, and not
+    OTEL_SDK_DISABLED=true. The SDK is imported on the first call that needs it (a host without
+    tracing pays nothing); the OTLP exporter speaks http/protobuf and reads its own variables.
+    The service is OTEL_SERVICE_NAME, else the plugin's id."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        chosen = environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+        endpoint = environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or environ.get(
+            "OTEL_EXPORTER_OTLP_ENDPOINT"
+        )
+        exporter = chosen or ("otlp" if endpoint else "")
+        disabled = environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+        self.exporter = exporter if exporter in TRACE_EXPORTERS and not disabled else None
+        self.named = bool(environ.get("OTEL_SERVICE_NAME"))
+        self._tracer: Any = None
+        self._provider: Any = None
+        self._failed = False
+        self._lock = threading.Lock()
+
+    def tracer(self, service: str) -> Any:
+        """The tracer, or None when tracing is off or cannot be had (logged once)."""
+        if self.exporter is None or self._failed:
+            return None
+        with self._lock:
+            if self._tracer is None and not self._failed:
+                self._start(service)
+        return self._tracer
+
+    def _start(self, service: str) -> None:
+        try:
+            from opentelemetry.sdk.resources import Resource  # noqa: PLC0415 - optional
+            from opentelemetry.sdk.trace import TracerProvider, export  # noqa: PLC0415
+
+            if self.exporter == "otlp":
+                from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # noqa: PLC0415
+                    OTLPSpanExporter,
+                )
+
+                exporter: Any = OTLPSpanExporter()
+            else:
+                exporter = export.ConsoleSpanExporter(out=sys.stderr)  # stdout: the JSON logs
+        except ImportError as error:
+            self._failed = True
+            log("tracing-unavailable", "warning", exporter=self.exporter, reason=str(error))
+            return
+        resource = Resource.create({} if self.named else {"service.name": service})
+        provider = TracerProvider(resource=resource)
+        provider.add_span_processor(export.BatchSpanProcessor(exporter))
+        self._provider = provider
+        self._tracer = provider.get_tracer("wayang.runtime.python", VERSION)
+        log("tracing", exporter=self.exporter, service=resource.attributes.get("service.name"))
+
+    def shutdown(self) -> None:
+        """Export what is left (at SIGTERM)."""
+        if self._provider is not None:
+            self._provider.shutdown()
+
+
+@dataclass
+class CallTrace:
+    """The trace of one execute call: a SERVER span under the caller's traceparent, and an
+    INTERNAL span around the plugin's run whose traceparent the plugin gets
+    (wayang_plugin.traceparent()). Without a tracer the caller's traceparent goes to the plugin
+    as it came."""
+
+    tracer: Any
+    parent: str | None
+    attempt: int | None = None
+    """The request's attempt number, once parsed."""
+
+    @contextlib.contextmanager
+    def server(self, name: str) -> Iterator[Any]:
+        if self.tracer is None:
+            yield None
+            return
+        from opentelemetry.trace import SpanKind  # noqa: PLC0415 - loaded with the tracer
+        from opentelemetry.trace.propagation.tracecontext import (  # noqa: PLC0415
+            TraceContextTextMapPropagator,
+        )
+
+        context = (
+            TraceContextTextMapPropagator().extract({"traceparent": self.parent})
+            if self.parent
+            else None
+        )
+        with self.tracer.start_as_current_span(
+            name, context=context, kind=SpanKind.SERVER, record_exception=False
+        ) as span:
+            yield span
+
+    @contextlib.contextmanager
+    def plugin(self, entrypoint: str) -> Iterator[str | None]:
+        if self.tracer is None:
+            yield self.parent
+            return
+        from opentelemetry.trace.propagation.tracecontext import (  # noqa: PLC0415
+            TraceContextTextMapPropagator,
+        )
+
+        with self.tracer.start_as_current_span(f"wayang.plugin {entrypoint}"):
+            carrier: dict[str, str] = {}
+            TraceContextTextMapPropagator().inject(carrier)
+            yield carrier.get("traceparent")
+
+    def finish(self, span: Any, outcome: str, response: JsonObject, status: int) -> None:
+        if span is None:
+            return
+        from opentelemetry.trace import Status, StatusCode  # noqa: PLC0415
+
+        error = response.get("error") or {}
+        span.set_attribute("wayang.outcome", outcome)
+        if self.attempt is not None:
+            span.set_attribute("wayang.attempt", self.attempt)
+        span.set_attribute("http.response.status_code", status)
+        if response.get("runId"):
+            span.set_attribute("wayang.run_id", str(response["runId"]))
+        if response.get("port"):
+            span.set_attribute("wayang.port", str(response["port"]))
+        if error:
+            span.set_attribute("error.type", str(error.get("type")))
+            span.set_status(Status(StatusCode.ERROR, str(error.get("message", ""))[:300]))
+
+    def ids(self, span: Any) -> dict[str, str]:
+        """traceId and spanId for the call's log line (the caller's trace without a span)."""
+        if span is not None:
+            context = span.get_span_context()
+            return {"traceId": f"{context.trace_id:032x}", "spanId": f"{context.span_id:016x}"}
+        if self.parent:
+            return {"traceId": self.parent.split("-")[1]}
+        return {}
 
 
 def _error_enums(schema_dir: Path) -> tuple[frozenset[str], frozenset[str]]:
@@ -1051,6 +1282,7 @@ class Host:
         """Set once the first load has finished (well or not): calls wait for it."""
         self.error_types, self.suggested_actions = _error_enums(schema_dir)
         self.health = CallHealth(BreakerConfig())
+        self.tracing = HostTracing(os.environ)
         self.size = max(1, _int_env("WAYANG_WORKERS", 2))
         self.reuse = os.environ.get("WAYANG_REUSE_WORKERS", "true").lower() not in (
             "0",
@@ -1121,10 +1353,17 @@ class Host:
             }
         return 503, {"status": "not ready", "reason": self.reason}
 
-    def execute(self, body: bytes) -> tuple[int, JsonObject]:
+    def execute(self, body: bytes, traceparent: str | None = None) -> tuple[int, JsonObject]:
+        """One call, a SERVER span (a child of `traceparent`, the caller's) when tracing is on."""
+        trace = CallTrace(self.tracing.tracer(self.origin), valid_traceparent(traceparent))
+        with trace.server(f"wayang.execute {self.origin}") as span:
+            status, response = self._answer(body, trace, span)
+        return status, response
+
+    def _answer(self, body: bytes, trace: CallTrace, span: Any) -> tuple[int, JsonObject]:
         started = time.monotonic()
         try:
-            status, response, outcome = self._execute(body, started)
+            status, response, outcome = self._execute(body, started, trace)
         except Exception as bug:  # a bug of the host's: answer, log, and keep serving
             log("host-error", "error", error=repr(bug), traceback=traceback.format_exc())
             status, outcome = 500, "error"
@@ -1137,9 +1376,12 @@ class Host:
             )
         run_id = response.get("runId")
         error = response.get("error") or {}
+        if error and trace.attempt is not None:
+            error["attempt"] = trace.attempt
         seconds = time.monotonic() - started
         self.metrics.observe(outcome, seconds)
         self.health.record(outcome, error)
+        trace.finish(span, outcome, response, status)
         log(
             "execute",
             "info" if outcome == "success" else "warning",
@@ -1150,6 +1392,8 @@ class Host:
             port=response.get("port"),
             errorType=error.get("type"),
             durationMs=round(seconds * 1000, 3),
+            attempt=trace.attempt,
+            **trace.ids(span),
         )
         return status, response
 
@@ -1164,9 +1408,11 @@ class Host:
             payload["maxAttempts"] = plugin.max_attempts
         return {"port": plugin.error_port if plugin else "error", "error": payload, "runId": run_id}
 
-    def _execute(self, body: bytes, started: float) -> tuple[int, JsonObject, str]:
+    def _execute(
+        self, body: bytes, started: float, trace: CallTrace
+    ) -> tuple[int, JsonObject, str]:
         try:
-            given_inputs, given_properties, requested_run = parse_request(body)
+            parsed = parse_request(body)
         except RequestError as error:
             payload = error_payload(
                 "ValidationError",
@@ -1178,7 +1424,8 @@ class Host:
                 suggested="abort",
             )
             return 400, {"error": payload}, "invalid"
-        run_id = requested_run or str(uuid.uuid4())
+        run_id = parsed.run_id or str(uuid.uuid4())
+        trace.attempt = parsed.attempt
         self.loaded.wait(DEFAULT_TIMEOUT_MS / 1000)  # a call that comes while the host starts
         self.retry_load()
         plugin, pool = self.plugin, self.pool
@@ -1195,12 +1442,13 @@ class Host:
             )
             return 503, failed, "error"
         try:
-            inputs = check_inputs(plugin, given_inputs)
-            properties = check_properties(plugin, given_properties)
+            inputs = check_inputs(plugin, parsed.inputs)
+            properties = check_properties(plugin, parsed.properties)
         except Invalid as invalid:
             return 200, self._invalid(run_id, invalid), "invalid"
-        request = json.dumps({"inputs": inputs, "properties": properties}).encode()
-        reply = pool.run(request, plugin.timeout)
+        with trace.plugin(plugin.entrypoint) as header:
+            request = {"inputs": inputs, "properties": properties, "traceparent": header}
+            reply = pool.run(json.dumps(request).encode(), plugin.timeout)
         limit_ms = round(plugin.timeout * 1000)
         if reply.kind == "ok":
             output = reply.data.get("output")
@@ -1362,7 +1610,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self._json(413 if length > 0 else 400, {"message": message})
             return
         body = self.rfile.read(length)
-        self._json(*self.host.execute(body))
+        self._json(*self.host.execute(body, self.headers.get("traceparent")))
 
 
 class Server(http.server.ThreadingHTTPServer):
@@ -1412,6 +1660,7 @@ def serve() -> None:
         server.server_close()
         if host.pool is not None:
             host.pool.close()
+        host.tracing.shutdown()
         log("stopped")
 
 

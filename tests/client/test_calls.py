@@ -366,18 +366,18 @@ def test_a_retryable_time_out_is_retried_then_reviewed_at_warning(
 # The wire
 
 
-def test_a_host_that_refuses_the_attempt_field_is_called_without_it(
-    hosts: dict[str, Host], make_client: MakeClient
+def test_the_host_takes_the_attempt_number_into_its_error_and_log(
+    hosts: dict[str, Host], make_client: MakeClient, counter: str
 ) -> None:
-    """This host version answers 400 to an unknown `attempt`: the SDK drops the field for
-    that endpoint, the call still succeeds, and the next calls do not send it at all."""
-    echo = entry(hosts["echo"], "echo")
-    client = make_client(echo)
-    before = len([log for log in hosts["echo"].logs() if log["event"] == "execute"])
-    assert client.call("echo", {"text": "a"}).output["text"] == "A!"
-    assert client.call("echo", {"text": "b"}).output["text"] == "B!"
-    executed = [log for log in hosts["echo"].logs() if log["event"] == "execute"][before:]
-    assert [log["status"] for log in executed] in ([400, 200, 200], [200, 200])
+    """One request per attempt (none refused), each attempt's number in the host's log line and
+    in the ErrorPayload it answers."""
+    flaky = entry(hosts["flaky"], "flaky", **retry(maxAttempts=3, backoff="fixed"))
+    before = len([log for log in hosts["flaky"].logs() if log["event"] == "execute"])
+    result = make_client(flaky).call("flaky", {}, {"failures": 2, "counterFile": counter})
+    assert (result.port, result.attempts) == ("result", 3)
+    executed = [log for log in hosts["flaky"].logs() if log["event"] == "execute"][before:]
+    assert [(log["status"], log["attempt"]) for log in executed] == [(200, 0), (200, 1), (200, 2)]
+    assert [error.attempt for error in result.errors] == [0, 1]
 
 
 def free_port() -> int:

@@ -100,6 +100,25 @@ def test_a_host_that_takes_the_attempt_field_gets_every_attempt_number() -> None
     assert len({doc["runId"] for _, doc, _ in transport.sent}) == 1, "one run id for all"
 
 
+def test_a_host_from_before_the_attempt_field_is_called_without_it() -> None:
+    """Such a host answers 400 naming the unknown field: the call is sent again without it, and
+    that endpoint never gets it again."""
+    old = {
+        "type": "ValidationError",
+        "message": "unknown request field(s) attempt: expected inputs, properties, runId",
+        "retryable": False,
+        "originNode": "acme/tool",
+        "timestamp": "2026-01-01T00:00:00Z",
+        "details": {"stage": "request"},
+    }
+    refusal = Reply(400, json.dumps({"error": old}).encode())
+    transport = Scripted([refusal])
+    made = client(transport)[0]
+    assert made.call("tool", {}).ok
+    assert made.call("tool", {}).ok
+    assert ["attempt" in doc for _, doc, _ in transport.sent] == [True, False, False]
+
+
 def test_the_attempt_field_is_not_sent_when_turned_off() -> None:
     transport = Scripted([])
     client(transport, send_attempt=False)[0].call("tool", {})

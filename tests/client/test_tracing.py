@@ -4,6 +4,9 @@ install the OpenTelemetry SDK; the path without it is tested in test_client.py).
 
 from __future__ import annotations
 
+import http.client
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +14,9 @@ from opentelemetry.sdk import trace as sdk_trace
 from opentelemetry.sdk.trace import export as exporting
 from opentelemetry.sdk.trace.export import in_memory_span_exporter as in_memory
 
+from tests.integration.test_runtime_host import SAMPLES, running, sample
+from tests.otlp import ReceivedSpan, Receiver
+from wayang_client import Client, PluginEntry
 from wayang_client import trace as tracing
 
 from .test_client import SUCCESS, Scripted, client, failure
@@ -54,3 +60,59 @@ def test_a_failed_call_marks_its_span(spans: Any) -> None:
     assert span.status.status_code.name == "ERROR"
     assert span.attributes["error.type"] == "ToolError"
     assert span.parent is None, "no traceparent given: a new trace"
+
+
+def test_one_trace_spans_the_sdk_the_host_and_the_plugin(spans: Any, tmp_path: Path) -> None:
+    """The SDK's CLIENT span (in memory here) is the parent of the host's SERVER span (exported
+    by the host over OTLP/HTTP to a receiver), whose INTERNAL span around the plugin's run is the
+    parent the plugin sees (wayang_plugin.traceparent(), reported by the introspect sample)."""
+    spans.clear()
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "", "OTEL_BSP_SCHEDULE_DELAY": "50"}
+    with Receiver() as receiver:
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = receiver.url()
+        with running(tmp_path, sample("introspect"), SAMPLES / "introspect", env) as host:
+            host.wait_ready()
+            entry = PluginEntry.from_descriptor(
+                sample("introspect"), f"http://127.0.0.1:{host.port}", name="introspect"
+            )
+            result = Client([entry]).call("introspect", {}, traceparent=GIVEN)
+            assert result.port == "report", result
+
+            def both(got: list[ReceivedSpan]) -> bool:
+                return {s.kind for s in got} >= {"SERVER", "INTERNAL"}
+
+            received = receiver.wait(both)
+    [client_span] = spans.get_finished_spans()
+    sdk = client_span.get_span_context()
+    [server] = [s for s in received if s.kind == "SERVER"]
+    [inner] = [s for s in received if s.kind == "INTERNAL"]
+    assert server.trace_id == inner.trace_id == f"{sdk.trace_id:032x}" == GIVEN.split("-")[1]
+    assert server.parent_span_id == f"{sdk.span_id:016x}", "host under the SDK's span"
+    assert inner.parent_span_id == server.span_id, "the plugin's run under the host's span"
+    assert server.name == "wayang.execute io.wayang.samples/introspect"
+    assert server.service == "io.wayang.samples/introspect"
+    assert (server.attributes["wayang.outcome"], server.attributes["wayang.port"]) == (
+        "success",
+        "report",
+    )
+    assert server.attributes["wayang.run_id"] == result.run_id
+    assert inner.name == "wayang.plugin introspect_plugin:execute"
+    seen = result.output["traceparent"]
+    assert seen == f"00-{inner.trace_id}-{inner.span_id}-01", "the plugin gets its span's context"
+    [line] = [r for r in host.logs() if r["event"] == "execute"]
+    assert (line["traceId"], line["spanId"]) == (server.trace_id, server.span_id)
+
+
+def test_without_tracing_the_plugin_gets_the_callers_traceparent(tmp_path: Path) -> None:
+    with running(tmp_path, sample("introspect"), SAMPLES / "introspect") as host:
+        host.wait_ready()
+        connection = http.client.HTTPConnection("127.0.0.1", host.port, timeout=30)
+        connection.request("POST", "/execute", b'{"inputs": {}}', {"traceparent": GIVEN})
+        response = connection.getresponse()
+        body = json.loads(response.read())
+        connection.close()
+    assert response.status == 200
+    assert body["output"]["traceparent"] == GIVEN
+    [line] = [r for r in host.logs() if r["event"] == "execute"]
+    assert line["traceId"] == GIVEN.split("-")[1]
+    assert "spanId" not in line

@@ -336,6 +336,27 @@ def test_a_schema_violation_is_a_validation_error_naming_the_field(
     assert error["originRunId"] == answer["runId"]
 
 
+def test_a_propertys_cel_expression_is_checked_on_every_call(tmp_path: Path) -> None:
+    """validation.celExpression, as the operator's Validated gate reads it (CEL over `self`),
+    holds for the values calls pass too, not only for the configuration the operator saw."""
+    echo = sample("echo", configuration={})
+    echo["properties"][0]["validation"] = {"celExpression": "!self.contains('?')"}
+    with running(tmp_path / "cel", echo, SAMPLES / "echo") as host:
+        host.wait_ready()
+        assert host.execute({"text": "a"}, {"suffix": "!"})[1]["output"]["text"] == "A!"
+        status, answer = host.execute({"text": "a"}, {"suffix": "?!"})
+        error = answer["error"]
+        assert (status, answer["port"], error["type"]) == (200, "error", "ValidationError")
+        assert error["details"]["field"] == "properties.suffix"
+        assert error["details"]["errors"][0]["keyword"] == "celExpression"
+        assert "fails validation.celExpression" in error["message"]
+    broken = sample("echo")
+    broken["properties"][0]["validation"] = {"celExpression": "self.size( >"}
+    with running(tmp_path / "broken", broken, SAMPLES / "echo") as host:
+        body = host.wait_ready(503)
+        assert "properties[0].validation.celExpression does not compile" in body["reason"], body
+
+
 def test_nested_fields_and_the_output_are_named_too(tmp_path: Path) -> None:
     descriptor = sample("echo")
     descriptor["inputs"].append(
@@ -809,15 +830,18 @@ def test_build_makes_reproducible_images_that_run(tmp_path: Path) -> None:
     config, layers = _layers(Path(first["localhost/wayang/sample-echo:1.0.0"]["layout"]))
     assert config["config"]["User"] == "65532:65532"
     assert config["config"]["Entrypoint"] == ["python3", "/opt/wayang/host.py"]
-    assert len(layers) == 3
+    assert len(layers) == 4, "root filesystem, the host's libraries, the host, the plugin"
     base, _ = _layers(Path(first[runtime]["layout"]))
-    assert base["rootfs"]["diff_ids"] == config["rootfs"]["diff_ids"][:2], "shared base layers"
+    assert base["rootfs"]["diff_ids"] == config["rootfs"]["diff_ids"][:3], "shared base layers"
     with tarfile.open(layers[0]) as tar:
         names_in_base = set(tar.getnames())
     assert {"./usr/bin/python3", "./var/lib/dpkg/status"} <= names_in_base
     assert any("/dist-packages/jsonschema/" in name for name in names_in_base)
     assert not any(name.startswith("./usr/share/perl/") for name in names_in_base)
-    with tarfile.open(layers[2]) as tar:
+    with tarfile.open(layers[1]) as tar:
+        libraries = {name.split("/")[3] for name in tar.getnames() if name.count("/") >= 3}
+    assert {"celpy", "opentelemetry", "re2"} <= libraries, "in opt/wayang/deps, not on sys.path"
+    with tarfile.open(layers[3]) as tar:
         module = tar.extractfile("opt/wayang/plugin/echo_plugin.py")
         descriptor = tar.extractfile("etc/wayang/plugin.json")
         assert module is not None
@@ -836,3 +860,14 @@ def test_build_makes_reproducible_images_that_run(tmp_path: Path) -> None:
         assert (status, answer["output"]["text"]) == (200, "FROM THE IMAGE!")
         status, answer = host.execute({"text": 5})
         assert answer["error"]["details"]["field"] == "inputs.text"
+    imports = (
+        "import sys; sys.path.append('/opt/wayang/deps'); import celpy, re2; "
+        "from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter; "
+        "print(celpy.Environment().program(celpy.Environment().compile('1 < 2')).evaluate({}))"
+    )
+    chroot = shutil.which("chroot") or "/usr/sbin/chroot"
+    loaded = subprocess.run(
+        [chroot, "--userspec=65532:65532", str(tmp_path / "root"), "python3", "-c", imports],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert (loaded.returncode, loaded.stdout.strip()) == (0, "True"), loaded.stderr

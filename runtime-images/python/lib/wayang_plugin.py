@@ -1,4 +1,5 @@
-"""The plugin side of the runtime host's contract: errors a plugin raises on purpose.
+"""The plugin side of the runtime host's contract: errors a plugin raises on purpose, and the
+trace context of the call it serves.
 
 A plugin that raises one of these gets an ErrorPayload of that type on its error port, with the
 `retryable`, `suggestedAction` and `details` it chose, instead of the ToolError every other
@@ -13,7 +14,22 @@ its tests run without the host). The runtime image puts this module on the worke
 
 from __future__ import annotations
 
+import contextvars
 from typing import Any
+
+CALL_TRACEPARENT: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "wayang_traceparent", default=None
+)
+"""Set by the host's worker for each call (see traceparent())."""
+
+
+def traceparent() -> str | None:
+    """The W3C traceparent of the call being served: the host's span around the plugin when the
+    host traces, else the caller's as it came; None without one. Send it on (as the
+    `traceparent` header of the plugin's own requests) or give it to OpenTelemetry
+    (`TraceContextTextMapPropagator().extract({"traceparent": ...})`) to make the plugin's
+    spans children of the call."""
+    return CALL_TRACEPARENT.get()
 
 
 class PluginError(Exception):

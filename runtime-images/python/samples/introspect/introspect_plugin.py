@@ -1,7 +1,9 @@
 """Sample plugin `introspect`: reports what its sandbox looks like from inside, so tests (and a
 curious cluster admin) can check the isolation a plugin really gets: the kernel it sees (gVisor
 emulates its own), whether a service account token is mounted, whether it can open a connection
-to `target`, its memory limit, its user, and whether the root filesystem is writable."""
+to `target`, its memory limit, its user, whether the root filesystem is writable, and the
+traceparent its call came with (wayang_plugin.traceparent(): tests follow one trace from the
+caller through the host into the plugin)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import os
 import socket
 from pathlib import Path
 from typing import Any
+
+import wayang_plugin
 
 TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 LIMITS = (
@@ -53,4 +57,5 @@ def execute(inputs: dict[str, Any], properties: dict[str, Any]) -> dict[str, Any
         "memoryLimit": _memory_limit(),
         "uid": os.getuid(),
         "rootWritable": _root_writable(),
+        "traceparent": wayang_plugin.traceparent(),
     }
