@@ -338,7 +338,6 @@ def test_an_upgrade_keeps_serving_until_the_new_version_is_ready(
     assert plugin_index(kube, tenant)[0]["version"] == "1.1.0"
 
 
-@pytest.mark.parametrize("auto_heal", [True, False], ids=["autoHeal", "noAutoHeal"])
 def test_a_plugin_whose_calls_keep_failing_is_quarantined(
     kube: Kube, tenant: str, images: dict[str, localnode.ImportedImage], operator: Operator
 ) -> None:
@@ -364,11 +363,15 @@ def test_a_plugin_whose_calls_keep_failing_is_quarantined(
     assert "its calls keep failing" in message, message
     assert status["workload"]["replicas"] == 0
     assert kube.get("deployment", "wayang-failing", tenant)["spec"]["replicas"] == 0
-    events = kube.run(
-        "get", "events", "--field-selector", "involvedObject.name=failing", "-o", "json",
-        namespace=tenant,
-    )  # fmt: skip
-    assert "Quarantined" in {event["reason"] for event in json.loads(events.stdout)["items"]}
+
+    def reasons() -> set[str]:
+        events = kube.run(
+            "get", "events", "--field-selector", "involvedObject.name=failing", "-o", "json",
+            namespace=tenant,
+        )  # fmt: skip
+        return {event["reason"] for event in json.loads(events.stdout)["items"]}
+
+    until("the Quarantined Event (written after the status)", lambda: "Quarantined" in reasons())
 
 
 def test_a_configuration_change_reaches_the_running_plugin_without_a_new_approval(
@@ -401,6 +404,7 @@ def test_a_configuration_change_reaches_the_running_plugin_without_a_new_approva
     assert updates[-1]["actor"]["id"] == "publisher-1"
 
 
+@pytest.mark.parametrize("auto_heal", [True, False], ids=["autoHeal", "noAutoHeal"])
 def test_a_failing_upgrade_never_takes_the_good_version_down(
     kube: Kube,
     tenant: str,

@@ -33,6 +33,8 @@ TRANSIENT = frozenset({429, 500, 502, 503, 504})
 ATTEMPTS = 5
 BASE_DELAY = 0.2
 MAX_DELAY = 5.0
+EVENT_MESSAGE_MAX = 1024
+"""What kopf cuts an Event's message to."""
 
 T = TypeVar("T")
 
@@ -226,6 +228,35 @@ class KubeApi:
             )
 
         await _with_retries(call)
+
+    async def post_event(self, ref: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        """An Event on `ref` (apiVersion, kind, name, namespace, uid), shaped as kopf's own, for
+        decisions made outside kopf's per-object tasks, where kopf has no queue to post to (the
+        workload observation loop, a takeover's re-evaluation). Best effort, as Events are:
+        an API error is retried when transient, then dropped."""
+        now = datetime.datetime.now(datetime.UTC).isoformat()
+        body: dict[str, Any] = {
+            "metadata": {"namespace": ref["namespace"], "generateName": "wayang-event-"},
+            "action": "Reconcile",
+            "type": type_,
+            "reason": reason,
+            "message": message
+            if len(message) <= EVENT_MESSAGE_MAX
+            else (message[: EVENT_MESSAGE_MAX - 1] + "…"),
+            "reportingComponent": FIELD_MANAGER,
+            "reportingInstance": os.environ.get("HOSTNAME", FIELD_MANAGER),
+            "source": {"component": FIELD_MANAGER},
+            "involvedObject": ref,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "eventTime": now,
+        }
+
+        def call() -> None:
+            self._core.create_namespaced_event(ref["namespace"], body)  # type: ignore[arg-type]
+
+        with contextlib.suppress(ApiException):
+            await _with_retries(call)
 
     async def pod_event_messages(self, namespace: str, pod: str, reason: str) -> list[str]:
         """The messages of a pod's events with this reason (the kubelet's FailedMount says

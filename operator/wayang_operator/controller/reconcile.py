@@ -320,21 +320,24 @@ _APPROVAL_DECISIONS = {
 }
 
 
-def _announce(snapshot: PluginSnapshot, evaluation: Evaluation) -> None:
-    """Post the Events the core decided for this change (kopf sends them in the background) and
-    count the transitions that have metrics of their own."""
-    body: dict[str, Any] = {
-        "apiVersion": "wayang.io/v1alpha1",
-        "kind": "Plugin",
-        "metadata": {"name": snapshot.name, "namespace": snapshot.namespace, "uid": snapshot.uid},
-    }
+async def _announce(api: KubeApi, snapshot: PluginSnapshot, evaluation: Evaluation) -> None:
+    """Post the Events the core decided for this change and count the transitions that have
+    metrics of their own. kopf sends them in the background, but only from its per-object
+    tasks: a decision of the workload observation loop or of a takeover's re-evaluation has no
+    kopf queue (LookupError), and is posted through the API module instead."""
+    meta = {"name": snapshot.name, "namespace": snapshot.namespace, "uid": snapshot.uid}
+    body: dict[str, Any] = {"apiVersion": "wayang.io/v1alpha1", "kind": "Plugin", "metadata": meta}
     for transition in evaluation.transitions:
-        kopf.event(
-            kopf.Body(body),  # type: ignore[arg-type] # a minimal raw body
-            type=transition.type.value,
-            reason=transition.reason,
-            message=transition.message,
-        )
+        try:
+            kopf.event(
+                kopf.Body(body),  # type: ignore[arg-type] # a minimal raw body
+                type=transition.type.value,
+                reason=transition.reason,
+                message=transition.message,
+            )
+        except LookupError:
+            ref = {"apiVersion": body["apiVersion"], "kind": body["kind"], **meta}
+            await api.post_event(ref, transition.type.value, transition.reason, transition.message)
         metrics.EVENTS.labels(transition.type.value, transition.reason).inc()
         if transition.condition in _APPROVAL_DECISIONS:
             metrics.APPROVALS.labels(_APPROVAL_DECISIONS[transition.condition]).inc()
@@ -753,7 +756,7 @@ async def _decide(
         )
     if gone is None:
         _written[(namespace, name)] = (snapshot.uid, status)
-        _announce(snapshot, evaluation)
+        await _announce(api, snapshot, evaluation)
     await _write_verdicts(api, indexes, namespace, name, evaluation)
     if gone is not None:
         return evaluation, "skipped"
