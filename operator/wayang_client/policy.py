@@ -34,13 +34,12 @@ def backoff_ms(policy: RetryPolicy, retry: int) -> float:
     if retry < 1:
         raise ValueError(f"retries count from 1, got {retry}")
     initial = float(policy.initial_delay_ms)
-    if policy.backoff is Backoff.FIXED:
-        delay = initial
-    elif policy.backoff is Backoff.LINEAR:
-        delay = initial * retry
-    else:
-        delay = initial * 2.0 ** (retry - 1)
-    return min(delay, float(policy.max_delay_ms))
+    growth = {
+        Backoff.FIXED: 1.0,
+        Backoff.LINEAR: float(retry),
+        Backoff.EXPONENTIAL: 2.0 ** (retry - 1),
+    }
+    return min(initial * growth[policy.backoff], float(policy.max_delay_ms))
 
 
 def delay_seconds(policy: RetryPolicy, retry: int, draw: float) -> float:

@@ -120,9 +120,15 @@ class DependencyScope(StrEnum):
 
 
 class Author(ApiModel):
+    """Who wrote the plugin. Informational: shown to approvers, decides nothing (who may
+    approve is decided by who changed the Plugin, as the API server authenticated them)."""
+
     name: ShortText | None = None
+    """Informational."""
     email: Email | None = None
+    """Informational."""
     organization: ShortText | None = None
+    """Informational."""
 
 
 class RuntimeVersions(ApiModel):
@@ -235,6 +241,7 @@ class PortDescriptor(ApiModel):
 
     name: Identifier
     display_name: ShortText | None = None
+    """A label for user interfaces (informational)."""
     description: LongText | None = None
     schema_: SchemaRef = Field(alias="schema")
     """JSON Schema of the port's data, inline or as a reference."""
@@ -280,6 +287,7 @@ class PropertyDescriptor(ApiModel):
 
     name: Identifier
     display_name: ShortText | None = None
+    """A label for user interfaces (informational)."""
     description: LongText | None = None
     type: Annotated[PropertyType, LAX]
     default: Any = None
@@ -348,6 +356,7 @@ class PluginDescriptor(ApiModel):
     """Semantic version of the plugin."""
     description: Annotated[str, Field(max_length=1000)] | None = None
     author: Author | None = None
+    """Informational (see Author)."""
     implementation: PluginImplementation
     inputs: Annotated[list[PortDescriptor], Field(max_length=64)]
     """Input port definitions."""
@@ -370,9 +379,13 @@ class PluginDescriptor(ApiModel):
     signature: Annotated[str, Field(max_length=8192)] | None = None
     """Digital signature of the artifact."""
     published_by: ShortText | None = None
-    """Publisher identity (CI pipeline, user, etc.)."""
+    """Publisher identity (CI pipeline, user, etc.), as the publisher states it. Informational:
+    the audit log and the self-approval rule use who applied the Plugin, as the API server
+    authenticated them, never this field."""
     created_at: DateTime | None = None
+    """When the publisher made the descriptor (informational; the audit log has its own times)."""
     tags: Annotated[list[ShortText], Field(max_length=64)] | None = None
+    """Labels for search and catalogues (informational)."""
     dependencies: Annotated[list[DependencyDescriptor], Field(max_length=64)] | None = None
     provides: Annotated[UniqueList[CapabilityName], Field(max_length=64)] | None = None
     """Capability names this plugin registers, e.g. executor.payment.charge."""
@@ -383,6 +396,7 @@ class PluginDescriptor(ApiModel):
     enabled: bool = True
     """Disabled plugins keep their record and approvals but do not run."""
     category: Annotated[Category, LAX] = Category.NODE
-    """Kind of extension point the plugin implements."""
+    """Kind of extension point the plugin implements. Carried into the plugin index for the
+    engine (and the SDK's entries); the operator governs every category alike."""
     configuration: dict[str, Any] | None = None
     """Values for the declared properties; changes roll out without a new approval."""

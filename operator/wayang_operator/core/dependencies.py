@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from ..api.descriptor import DependencyDescriptor, DependencyScope, PluginDescriptor
 from .semver import Range, Version
 
+BUILD_ONLY = frozenset({DependencyScope.COMPILE, DependencyScope.TEST})
+"""Scopes that matter when the plugin is built, not when it runs: never waited for, only named."""
+
 
 @dataclass(frozen=True)
 class Candidate:
@@ -106,9 +109,7 @@ def resolve(
             False, f"{name} waits for: " + "; ".join(unmet), unmet=tuple(unmet)
         )
     build_only = [
-        f"{d.id} ({d.scope.value})"
-        for d in spec.dependencies or []
-        if d.scope is not DependencyScope.RUNTIME
+        f"{d.id} ({d.scope.value})" for d in spec.dependencies or [] if d.scope in BUILD_ONLY
     ]
     if build_only:
         return DependencyOutcome(
