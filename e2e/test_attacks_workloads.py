@@ -48,6 +48,8 @@ MALLORY = "mallory"
 GATEWAY = "10.88.0.1"
 """The host on the node's pod bridge, where pods reach a listener of the test."""
 CANARY = "Zq7x9Wk2"
+ROTATED = "Rt4m8Yp1"
+"""The canary's successor when the Secret is rotated."""
 """A sensitive value (the echo sample's suffix allows at most 8 characters)."""
 
 
@@ -347,6 +349,18 @@ def test_a_sensitive_value_reaches_the_plugin_and_nowhere_else(
     }
     for where, text in places.items():
         assert CANARY not in text, f"the sensitive value is in {where}"
+    # rotating the Secret reaches the running plugin without a restart (the host re-reads the
+    # volume the kubelet updates in place): the same pod answers with the new value
+    [serving] = [pod["metadata"]["name"] for pod in pods_of(kube, tenant, "echo")]
+    rotated = {"stringData": {"suffix": ROTATED}}
+    kube.run("patch", "secret", "echo-secret", "-p", json.dumps(rotated), namespace=tenant)
+    until(
+        "the rotated Secret to reach the plugin (the kubelet's sync period)",
+        lambda: execute(kube, tenant, "echo", {"text": "hi"})["output"]["text"] == "HI" + ROTATED,
+        timeout=READY,
+    )
+    assert [pod["metadata"]["name"] for pod in pods_of(kube, tenant, "echo")] == [serving]
+    assert ROTATED not in kube.run("get", "plugin", "echo", "-o", "yaml", namespace=tenant).stdout
 
 
 @contextlib.contextmanager

@@ -31,6 +31,9 @@ Environment:
                           the standard OpenTelemetry variables: an endpoint (or
                           OTEL_TRACES_EXPORTER=otlp|console) turns spans on, OTLP over
                           http/protobuf; unset, the host makes no span (see HostTracing)
+  WAYANG_SECRET_CHECK_SECONDS
+                          how often the Secret keys the configuration reads are checked for
+                          new values, which are then taken up without a restart (default 5)
   WAYANG_SECRETS_DIR      where the Secrets a configuration reads from are mounted (default
                           /var/run/secrets/wayang): a value {"secretKeyRef": {"name": N,
                           "key": K}} is the file <dir>/configuration/N/K (text for a string
@@ -48,6 +51,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import hashlib
 import http.server
 import importlib
 import inspect
@@ -63,8 +67,8 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
@@ -322,6 +326,8 @@ class Plugin:
     max_attempts: int | None = None
     configured: frozenset[str] = frozenset()
     """Properties the configuration sets: a call may not override them."""
+    secret_files: tuple[Path, ...] = ()
+    """The mounted Secret keys the configuration read (watched: see Host.watch_secrets)."""
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
     """errorHandling.circuitBreaker: when call failures make the host unready (CallHealth)."""
 
@@ -543,6 +549,27 @@ def _properties(
     return tuple(properties), values
 
 
+def _secret_paths(document: JsonObject, secrets_dir: Path) -> tuple[Path, ...]:
+    configuration = document.get("configuration")
+    paths = []
+    for value in (configuration if isinstance(configuration, dict) else {}).values():
+        ref = value.get("secretKeyRef") if isinstance(value, dict) and len(value) == 1 else None
+        if isinstance(ref, dict) and set(ref) == {"name", "key"}:
+            paths.append(secrets_dir / "configuration" / str(ref["name"]) / str(ref["key"]))
+    return tuple(sorted(set(paths)))
+
+
+def fingerprint(paths: Sequence[Path]) -> str:
+    """What the mounted Secret keys hold now (a digest; a missing key counts as such)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        try:
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+        except OSError:
+            digest.update(b"missing")
+    return digest.hexdigest()
+
+
 def load_descriptor(path: Path, schema_dir: Path, secrets_dir: Path | None = None) -> Plugin:
     """The plugin a descriptor describes, with its validators (DescriptorError: why not)."""
     secrets_dir = secrets_dir or Path(os.environ.get("WAYANG_SECRETS_DIR", SECRETS_DIR))
@@ -579,6 +606,7 @@ def load_descriptor(path: Path, schema_dir: Path, secrets_dir: Path | None = Non
         max_attempts=max_attempts if isinstance(max_attempts, int) else None,
         configured=configured,
         breaker=BreakerConfig.of((document.get("errorHandling") or {}).get("circuitBreaker")),
+        secret_files=_secret_paths(document, secrets_dir),
     )
 
 
@@ -994,6 +1022,11 @@ class Metrics:
         self.buckets = [0] * len(BUCKETS)
         self.total_seconds = 0.0
         self.count = 0
+        self.reloads = {"reloaded": 0, "failed": 0}
+
+    def reloaded(self, outcome: str) -> None:
+        with self._lock:
+            self.reloads[outcome] += 1
 
     def observe(self, outcome: str, seconds: float) -> None:
         with self._lock:
@@ -1034,6 +1067,13 @@ class Metrics:
             "# HELP wayang_plugin_workers_started_total Worker processes started.",
             "# TYPE wayang_plugin_workers_started_total counter",
             f"wayang_plugin_workers_started_total {workers_started}",
+            "# HELP wayang_plugin_configuration_reloads_total Reloads of Secret-sourced "
+            "configuration, by outcome.",
+            "# TYPE wayang_plugin_configuration_reloads_total counter",
+            *(
+                f'wayang_plugin_configuration_reloads_total{{outcome="{outcome}"}} {count}'
+                for outcome, count in self.reloads.items()
+            ),
             "# HELP wayang_plugin_call_breaker The call-level circuit breaker's state (1 = in it).",
             "# TYPE wayang_plugin_call_breaker gauge",
         ]
@@ -1283,6 +1323,7 @@ class Host:
         self.error_types, self.suggested_actions = _error_enums(schema_dir)
         self.health = CallHealth(BreakerConfig())
         self.tracing = HostTracing(os.environ)
+        self._secrets_seen = ""
         self.size = max(1, _int_env("WAYANG_WORKERS", 2))
         self.reuse = os.environ.get("WAYANG_REUSE_WORKERS", "true").lower() not in (
             "0",
@@ -1303,6 +1344,7 @@ class Host:
                 self.plugin = load_descriptor(self.descriptor, self.schema_dir)
                 self.pool = Pool(self.plugin, self.plugin_path, self.size, self.reuse)
                 self.health = CallHealth(self.plugin.breaker)
+                self._secrets_seen = fingerprint(self.plugin.secret_files)
                 self.reason = "starting: importing the plugin module"
             assert self.pool is not None
             problem = self.pool.probe()
@@ -1324,6 +1366,35 @@ class Host:
             workers=self.size,
             reuseWorkers=self.reuse,
         )
+
+    def reload_secrets(self) -> None:
+        """Take up new values of the Secret keys the configuration reads, which the kubelet
+        updates in the pod's mounted volumes when someone edits the Secret (a change of the
+        Plugin's own configuration rolls the pods instead). The switch is atomic: a call sees
+        the old values or the new ones. New values that cannot be read keep the previous ones
+        serving (logged, counted): a broken Secret edit does not take a serving plugin down,
+        and each call still validates the values it gets."""
+        plugin = self.plugin
+        if plugin is None or not plugin.secret_files or not self.ready:
+            return
+        now = fingerprint(plugin.secret_files)
+        if now == self._secrets_seen:
+            return
+        self._secrets_seen = now
+        try:
+            fresh = load_descriptor(self.descriptor, self.schema_dir)
+        except DescriptorError as error:
+            self.metrics.reloaded("failed")
+            log("configuration-reload-failed", "warning", reason=str(error))
+            return
+        self.plugin = replace(plugin, values=fresh.values)
+        self.metrics.reloaded("reloaded")
+        log("configuration-reloaded", secretKeys=len(plugin.secret_files))
+
+    def watch_secrets(self, interval: float) -> None:
+        while not self.draining:
+            time.sleep(interval)
+            self.reload_secrets()
 
     def stopping(self) -> None:
         """Report not ready from now on, so the Service stops routing here, while the calls
@@ -1654,6 +1725,9 @@ def serve() -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     threading.Thread(target=host.load, name="load", daemon=True).start()
+    interval = float(os.environ.get("WAYANG_SECRET_CHECK_SECONDS", "5") or 5)
+    watcher = threading.Thread(target=host.watch_secrets, args=(interval,), daemon=True)
+    watcher.start()
     try:
         server.serve_forever(poll_interval=0.1)
     finally:

@@ -291,6 +291,49 @@ def test_a_configuration_value_comes_from_its_mounted_secret_and_is_never_shown(
     assert "key 'suffix' of Secret 'echo-secret' is not mounted" in reason
 
 
+def test_a_secret_edit_reaches_the_running_host_without_a_restart(tmp_path: Path) -> None:
+    """Issue 16 item 1, the Secret half: the kubelet updates a mounted Secret in place (a new
+    `..data` directory, swapped by a symlink); the host takes the new value up atomically. A key
+    that disappears keeps the last good value serving, counted as a failed reload."""
+    folder = tmp_path / "secrets" / "configuration" / "echo-secret"
+    folder.mkdir(parents=True)
+
+    def kubelet_writes(value: str, generation: int) -> None:
+        data = folder / f"..{generation}"
+        data.mkdir()
+        (data / "suffix").write_text(value)
+        link = folder / "..data_tmp"
+        link.symlink_to(data.name)
+        link.replace(folder / "..data")
+        if not (folder / "suffix").is_symlink():
+            (folder / "suffix").symlink_to("..data/suffix")
+
+    kubelet_writes("!", 1)
+    descriptor = sample("echo")
+    descriptor["configuration"] = {
+        "suffix": {"secretKeyRef": {"name": "echo-secret", "key": "suffix"}}
+    }
+    env = {"WAYANG_SECRETS_DIR": str(tmp_path / "secrets"), "WAYANG_SECRET_CHECK_SECONDS": "0.1"}
+    with running(tmp_path / "host", descriptor, SAMPLES / "echo", env) as host:
+        host.wait_ready()
+        assert host.execute({"text": "hi"})[1]["output"]["text"] == "HI!"
+        kubelet_writes("?", 2)
+        deadline = time.monotonic() + 10
+        while host.execute({"text": "hi"})[1]["output"]["text"] != "HI?":
+            assert time.monotonic() < deadline, "the new value never came"
+            time.sleep(0.05)
+        assert host.metrics()['wayang_plugin_configuration_reloads_total{outcome="reloaded"}'] == 1
+        (folder / "..data").unlink()
+        deadline = time.monotonic() + 10
+        while host.metrics()['wayang_plugin_configuration_reloads_total{outcome="failed"}'] < 1:
+            assert time.monotonic() < deadline, "the broken Secret was never noticed"
+            time.sleep(0.05)
+        assert host.execute({"text": "hi"})[1]["output"]["text"] == "HI?", "the last good serves"
+        assert host.get("/readyz")[0] == 200
+    events = [record["event"] for record in host.logs()]
+    assert {"configuration-reloaded", "configuration-reload-failed"} <= set(events)
+
+
 def test_pooled_workers_keep_state_and_fresh_ones_do_not(tmp_path: Path) -> None:
     with running(tmp_path / "pool", sample("echo"), SAMPLES / "echo", {"WAYANG_WORKERS": "1"}) as h:
         counts = [h.execute({"text": "a"})[1]["output"]["count"] for _ in range(3)]
