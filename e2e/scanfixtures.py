@@ -81,7 +81,9 @@ def _entries() -> list[dict[str, object]]:
             "path": [PIP, "requests", FIXED_CVE],
             "value": {"VulnerableVersions": ["<2.20.0"], "PatchedVersions": ["2.20.0"]},
         },
-        {"path": [PIP, "requests", UNFIXED_ID], "value": {"VulnerableVersions": [">=2.0.0"]}},
+        # the versions the vulnerable image has: the runtime images carry a current requests (the
+        # host's OTLP exporter needs it), which no test advisory should match
+        {"path": [PIP, "requests", UNFIXED_ID], "value": {"VulnerableVersions": ["<=2.19.0"]}},
         {
             "path": ["vulnerability", FIXED_CVE],
             "value": {
