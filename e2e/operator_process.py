@@ -19,6 +19,14 @@ from typing import Any
 from e2e.conftest import WEBHOOK_CONFIGURATION, Kube
 from e2e.localcluster.cluster import free_port
 
+WORKLOADS = {
+    "WAYANG_WORKLOADS": "true",
+    "WAYANG_WORKLOAD_CHECK_INTERVAL": "1",
+    "WAYANG_WORKLOAD_READY_GRACE": "90",  # gVisor under a loaded CI host: 25 s seen
+}
+"""The settings of an operator whose tests watch plugins run: observed every second, a readiness
+grace that a loaded host's gVisor start-up fits in."""
+
 
 class Operator:
     """A `wayang-operator` process; can be killed and started again mid-test."""

@@ -17,17 +17,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from opentelemetry import trace
-from opentelemetry.sdk import trace as sdk_trace
-from opentelemetry.sdk.trace import export as exporting
-from opentelemetry.sdk.trace.export import in_memory_span_exporter as in_memory
-from tests.otlp import ReceivedSpan, Receiver
+from tests.otlp import ReceivedSpan, Receiver, in_memory_spans
 
 from e2e import flow
 from e2e.conftest import Kube
 from e2e.flow import approval, phase_becomes, running_tenant_of
 from e2e.localcluster import node as localnode
-from e2e.operator_process import Operator
+from e2e.operator_process import WORKLOADS, Operator
 from e2e.operator_process import running as running_operators
 from e2e.runtimeimages import sample_images
 from wayang_client import Client, PluginIndex
@@ -53,9 +49,7 @@ def operator(
         kube,
         tmp_path_factory.mktemp("operator"),
         env={
-            "WAYANG_WORKLOADS": "true",
-            "WAYANG_WORKLOAD_CHECK_INTERVAL": "1",
-            "WAYANG_WORKLOAD_READY_GRACE": "90",
+            **WORKLOADS,
             "WAYANG_PLUGIN_OTLP_ENDPOINT": receiver.url(GATEWAY),
             "WAYANG_PLUGIN_OTLP_TO": json.dumps([{"cidr": f"{GATEWAY}/32"}]),
         },
@@ -79,11 +73,7 @@ def tenant(kube: Kube, namespace: str, operator: Operator) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def sdk_spans() -> Any:
-    exporter = in_memory.InMemorySpanExporter()
-    provider = sdk_trace.TracerProvider()
-    provider.add_span_processor(exporting.SimpleSpanProcessor(exporter))
-    trace.set_tracer_provider(provider)
-    return exporter
+    return in_memory_spans()
 
 
 def test_one_trace_spans_the_sdk_the_host_and_the_plugin(

@@ -43,7 +43,7 @@ from e2e.flow import (
     until,
 )
 from e2e.localcluster import node as localnode
-from e2e.operator_process import Operator
+from e2e.operator_process import WORKLOADS, Operator
 from e2e.operator_process import running as running_operators
 from e2e.runtimeimages import sample_images
 from wayang_operator.images.oci import build
@@ -105,11 +105,7 @@ def operator(
     running = Operator(
         kube,
         tmp_path_factory.mktemp("operator"),
-        env={
-            "WAYANG_WORKLOADS": "true",
-            "WAYANG_WORKLOAD_CHECK_INTERVAL": "1",
-            "WAYANG_WORKLOAD_READY_GRACE": "90",  # gVisor under a loaded CI host: 25 s seen
-        },
+        env=WORKLOADS,
     )
     with running_operators(kube, running):
         yield running

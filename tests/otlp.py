@@ -1,4 +1,5 @@
-"""An OTLP/HTTP trace receiver for tests: what a collector's port 4318 gets, decoded.
+"""An OTLP/HTTP trace receiver for tests: what a collector's port 4318 gets, decoded; and the
+in-memory recording of this process's own spans.
 
 The runtime host exports its spans with OpenTelemetry's own OTLP exporter (http/protobuf, the
 real wire format), so the tests that follow a trace across processes (SDK in the test, host in a
@@ -15,8 +16,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry import trace
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
+from opentelemetry.sdk import trace as sdk_trace
+from opentelemetry.sdk.trace import export as exporting
+from opentelemetry.sdk.trace.export import in_memory_span_exporter as in_memory
+
+
+def in_memory_spans() -> in_memory.InMemorySpanExporter:
+    """This process's spans (the engine SDK's), recorded in memory: the global tracer provider,
+    which OpenTelemetry lets a process set once (a module fixture calls this)."""
+    exporter = in_memory.InMemorySpanExporter()
+    provider = sdk_trace.TracerProvider()
+    provider.add_span_processor(exporting.SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    return exporter
 
 
 @dataclass(frozen=True)

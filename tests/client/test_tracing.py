@@ -10,12 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from opentelemetry.sdk import trace as sdk_trace
-from opentelemetry.sdk.trace import export as exporting
-from opentelemetry.sdk.trace.export import in_memory_span_exporter as in_memory
 
 from tests.integration.test_runtime_host import SAMPLES, running, sample
-from tests.otlp import ReceivedSpan, Receiver
+from tests.otlp import ReceivedSpan, Receiver, in_memory_spans
 from wayang_client import Client, PluginEntry
 from wayang_client import trace as tracing
 
@@ -26,13 +23,7 @@ GIVEN = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 @pytest.fixture(scope="module")
 def spans() -> Any:
-    import opentelemetry.trace as trace  # noqa: PLC0415 - optional
-
-    exporter = in_memory.InMemorySpanExporter()
-    provider = sdk_trace.TracerProvider()
-    provider.add_span_processor(exporting.SimpleSpanProcessor(exporter))
-    trace.set_tracer_provider(provider)
-    return exporter
+    return in_memory_spans()
 
 
 def test_a_call_is_a_client_span_under_the_given_trace(spans: Any) -> None:
