@@ -33,6 +33,7 @@ from .reconcile import (
     Indexes,
     PluginSnapshot,
     forget,
+    forget_all,
     forget_written,
     reconcile,
     release_orphan,
@@ -219,6 +220,7 @@ async def reconcile_many(indexes: Indexes, keys: list[tuple[str, str]]) -> None:
 async def elect(**kwargs: Any) -> None:
     """Compete for the Lease (unless standalone). On winning it after standing by, re-evaluate
     every plugin: events that arrived while standing by were indexed but not decided."""
+    forget_all()
     settings, leadership = RUNTIME.settings, RUNTIME.leadership
     leadership.standalone = settings.standalone
     if settings.standalone:

@@ -167,6 +167,14 @@ def forget_written() -> None:
     _written.clear()
 
 
+def forget_all() -> None:
+    """At the start of an operator run: no per-plugin lock or remembered write of an earlier run.
+    A lock belongs to the event loop that made it, and one still held by a task of a loop that
+    has ended (the in-process tests run one operator per loop) would block that plugin forever."""
+    _locks.clear()
+    _written.clear()
+
+
 def _latest(snapshot: PluginSnapshot) -> PluginSnapshot:
     written = _written.get((snapshot.namespace, snapshot.name))
     if written is None or written[0] != snapshot.uid:
