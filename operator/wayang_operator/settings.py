@@ -94,6 +94,13 @@ class OperatorSettings(BaseSettings):
     plugin_otlp_to: list[Peer] = Field(default_factory=list)
     """Where that collector is (network peers as JSON): every plugin's NetworkPolicy lets the
     runtime host reach it on the endpoint's port. Needed unless egress there is open anyway."""
+    runtime_images: dict[str, str] = Field(default_factory=dict)
+    """The runtime host image of each hosted implementation type, pinned by digest, as JSON
+    (`{"python": "registry.example.com/wayang/runtime-python@sha256:..."}`): the plugins of a
+    type without one are not runnable (their status says so)."""
+    plugin_artifacts_to: list[Peer] = Field(default_factory=list)
+    """Where the artifact repositories of hosted plugins are (network peers as JSON): their
+    pods may reach them on the repository URL's port, to fetch the artifact before it loads."""
     webhook_configuration: str = "wayang.io"
     """Name of the Mutating/ValidatingWebhookConfiguration kopf writes and keeps up to date (one
     process, e.g. on a laptop); empty when something else owns them (the Helm chart)."""

@@ -28,12 +28,14 @@ from .base import (
     SemVer,
     ShortText,
     SpdxId,
+    Uri,
     cel_rules,
 )
 from .descriptor import (
     Capability,
     Category,
     DependencyDescriptor,
+    ImplementationType,
     PluginDescriptor,
     PluginImplementation,
     ResourceProfile,
@@ -632,6 +634,11 @@ class PluginPolicy(ApiModel):
 class Artifact(ApiModel):
     coordinate: Annotated[str, Field(min_length=1, max_length=512)]
     digest: Digest
+    type: Annotated[ImplementationType, LAX] = ImplementationType.CONTAINER
+    """The plugin's implementation type: how the artifact is fetched and read (an image is
+    pulled; a wheel is fetched from `repository`, checked and unpacked)."""
+    repository: Uri | None = None
+    """Where a fetched artifact comes from (the plugin's implementation.repository)."""
 
 
 class ScanReportSpec(ApiModel):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from ..api.descriptor import PluginDescriptor
 from ..core.approval import ApprovalRecord, newest_approval
+from ..core.artifacts import NO_RUNTIMES, Runtimes
 from ..core.availability import RENDERED_ANNOTATION, DeploymentRecord, PodRecord
 from ..core.breaker import Breaker
 from ..core.policy import NamedPolicy
@@ -50,6 +51,8 @@ class Options:
     """Seconds a running container may stay unready before that counts as a failure."""
     telemetry: Telemetry = NO_TELEMETRY
     """What the platform collects from every plugin pod (metrics scrapers, span collector)."""
+    runtimes: Runtimes = NO_RUNTIMES
+    """The runtime host images of the hosted types, and where their artifacts are fetched."""
 
 
 _damaged: set[tuple[str, str]] = set()
@@ -94,23 +97,29 @@ def gather(
         check_interval=options.check_interval,
         grace=options.grace,
         missing_secret=missing_secret,
-        refused=refusal(owner, spec, policies),
+        refused=refusal(owner, spec, policies, options.runtimes),
+        runtimes=options.runtimes,
+        pull_secret=owner.pull_secret,
         known_good=recorded(deployment.known_good) if deployment else None,
     )
 
 
-def _render_hash(owner: Owner, spec: PluginDescriptor, policies: list[NamedPolicy]) -> str:
-    annotations = render(owner, spec, policies)[2]["metadata"]["annotations"]
+def _render_hash(
+    owner: Owner, spec: PluginDescriptor, policies: list[NamedPolicy], runtimes: Runtimes
+) -> str:
+    annotations = render(owner, spec, policies, runtimes=runtimes)[2]["metadata"]["annotations"]
     return str(annotations[RENDERED_ANNOTATION])
 
 
-def refusal(owner: Owner, spec: PluginDescriptor, policies: list[NamedPolicy]) -> str | None:
+def refusal(
+    owner: Owner, spec: PluginDescriptor, policies: list[NamedPolicy], runtimes: Runtimes
+) -> str | None:
     """What the API server said about this exact render, if it refused it."""
     refused = _refused.get((owner.namespace, owner.name))
     if refused is None:
         return None
     try:
-        current = _render_hash(owner, spec, policies)
+        current = _render_hash(owner, spec, policies, runtimes)
     except NotRunnable:
         return None
     return refused[1] if current == refused[0] else None
@@ -153,6 +162,7 @@ async def act(
     plan: Plan,
     deployment: DeploymentRecord | None,
     telemetry: Telemetry = NO_TELEMETRY,
+    runtimes: Runtimes = NO_RUNTIMES,
 ) -> str | None:
     """Bring the workload to the plan: leave it, scale it to zero, or apply the render. Returns
     the API server's refusal of the render (a status, never a silent retry), or None."""
@@ -172,6 +182,7 @@ async def act(
         replicas=plan.replicas,
         known_good=plan.known_good,
         telemetry=telemetry,
+        runtimes=runtimes,
     )
     rendered = objects[2]["metadata"]["annotations"][RENDERED_ANNOTATION]
     current = (
@@ -181,7 +192,7 @@ async def act(
     )
     if current and key not in _damaged:
         return None
-    attempt = _render_hash(owner, served, policies)
+    attempt = _render_hash(owner, served, policies, runtimes)
     refused = _refused.get(key)
     if refused is not None and refused[0] == attempt and not _retry_due(refused):
         return refused[1]

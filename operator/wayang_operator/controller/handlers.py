@@ -24,6 +24,7 @@ import kopf
 from .. import metrics
 from ..api.resources import PluginApprovalSpec, PluginPolicySpec
 from ..core.approval import WITHDRAWN_BY_ANNOTATION, ApprovalRecord, Requester
+from ..core.artifacts import Runtimes
 from ..core.policy import NamedPolicy
 from ..core.workload import Telemetry
 from .deploying import Options
@@ -153,7 +154,12 @@ def workload_options() -> Options | None:
         otlp_endpoint=settings.plugin_otlp_endpoint,
         otlp_to=tuple(settings.plugin_otlp_to),
     )
-    return Options(settings.workload_check_interval, settings.workload_ready_grace, telemetry)
+    runtimes = Runtimes(
+        images=dict(settings.runtime_images), artifacts_to=tuple(settings.plugin_artifacts_to)
+    )
+    return Options(
+        settings.workload_check_interval, settings.workload_ready_grace, telemetry, runtimes
+    )
 
 
 async def _reconcile(indexes: Indexes, namespace: str, name: str) -> None:

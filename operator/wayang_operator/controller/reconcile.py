@@ -40,6 +40,7 @@ from ..core.approval import (
     Requester,
     updated_by,
 )
+from ..core.artifacts import NO_RUNTIMES, PULL_SECRET_ANNOTATION
 from ..core.attestation import Attestor
 from ..core.availability import DeploymentRecord, PodRecord
 from ..core.breaker import Breaker
@@ -95,7 +96,9 @@ class PluginSnapshot:
 
     @property
     def owner(self) -> Owner:
-        return Owner(self.name, self.namespace, self.uid)
+        return Owner(
+            self.name, self.namespace, self.uid, self.annotations.get(PULL_SECRET_ANNOTATION)
+        )
 
     def serving(self) -> Active | None:
         """The plugin as the index lists it, if its pods take calls."""
@@ -200,10 +203,6 @@ def _now() -> datetime.datetime:
 
 def _stamp(moment: datetime.datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-PULL_SECRET_ANNOTATION = "wayang.io/image-pull-secret"  # noqa: S105 - a name, not a secret
-"""Names a dockerconfigjson Secret of the plugin's namespace for pulling its image."""
 
 
 def _scan_facts(
@@ -646,6 +645,7 @@ async def _act(  # noqa: PLR0917 - what was gathered, decided and configured
         plan=evaluation.workload,
         deployment=indexes.deployment(snapshot.namespace, snapshot.name),
         telemetry=workloads.telemetry if workloads else NO_TELEMETRY,
+        runtimes=workloads.runtimes if workloads else NO_RUNTIMES,
     )
     if refused is None or facts.workload is None or facts.workload.refused:
         return evaluation

@@ -12,10 +12,13 @@ with the current database (in another namespace) reuses that run's output.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import logging
+import tempfile
 import time
 from collections import OrderedDict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,12 +29,14 @@ from .. import metrics
 from ..api.descriptor import PluginDescriptor
 from ..api.errors import ErrorPayload, ErrorType
 from ..api.resources import ScanReportSpec, ScanReportStatus, report_name
+from ..core.artifacts import STRATEGIES, ScanInput, repository_of, strategy
 from ..core.attestation import Attestor
 from ..core.references import pinned_reference
 from ..core.scanpolicy import parse_time
+from ..fetching import http
 from ..kube import KubeApi
 from ..manifests.validate import parse_model
-from ..scanning import trivy
+from ..scanning import trivy, wasmstrings
 from ..scanning.registry import credentials
 from ..scanning.report import to_report
 from ..settings import OperatorSettings
@@ -165,21 +170,52 @@ class Scanner:
         finally:
             self.inflight.discard((namespace, record.name))
 
-    async def target(self, namespace: str, spec: ScanReportSpec) -> trivy.Target:
-        digest = spec.artifact.digest
+    async def _pull_config(self, namespace: str, spec: ScanReportSpec) -> bytes | None:
+        if not spec.pull_secret:
+            return None
+        data = await self.api.secret_data(namespace, spec.pull_secret) or {}
+        return data.get(".dockerconfigjson")
+
+    @contextlib.asynccontextmanager
+    async def target(self, namespace: str, spec: ScanReportSpec) -> AsyncIterator[trivy.Target]:
+        """What trivy reads: the image by digest (or its local archive), or, for a fetched
+        type, the artifact's files, fetched, checked against the digest and unpacked into a
+        folder that is removed after the scan."""
+        artifact = spec.artifact
+        digest = artifact.digest
+        if STRATEGIES[artifact.type].scan is ScanInput.FILES:
+            config = await self._pull_config(namespace, spec)
+            source = http.Source(
+                artifact.type.value, artifact.repository or "", artifact.coordinate, digest
+            )
+            auth = http.basic_auth(config, source.repository) if config else None
+            try:
+                data = await asyncio.to_thread(http.fetch, source, auth)
+            except http.FetchError as error:
+                kind = ErrorType(error.kind)
+                raise trivy.ScanError(kind, error.message, retryable=error.retryable) from error
+            with tempfile.TemporaryDirectory(prefix="wayang-artifact-") as folder:
+                try:
+                    await asyncio.to_thread(http.unpack, data, Path(folder))
+                    if STRATEGIES[artifact.type].strings:
+                        await asyncio.to_thread(wasmstrings.extract, Path(folder))
+                except http.FetchError as error:
+                    raise trivy.ScanError(
+                        ErrorType(error.kind), error.message, retryable=False
+                    ) from error
+                yield trivy.Target(folder, digest, input=trivy.ROOTFS)
+            return
         if self.settings.scan_archives is not None:
             for candidate in (report_name(digest), report_name(digest) + ".tar"):
                 path = Path(self.settings.scan_archives) / candidate
                 if path.exists():
-                    return trivy.Target(str(path), digest, local=True)
-        reference = pinned_reference(spec.artifact.coordinate, digest)
-        login = None
-        if spec.pull_secret:
-            data = await self.api.secret_data(namespace, spec.pull_secret) or {}
-            config = data.get(".dockerconfigjson")
-            login = credentials(config, reference) if config else None
+                    yield trivy.Target(str(path), digest, local=True)
+                    return
+        reference = pinned_reference(artifact.coordinate, digest)
+        config = await self._pull_config(namespace, spec)
+        login = credentials(config, reference) if config else None
         user, password = login or (None, None)
-        return trivy.Target(reference, digest, username=user, password=password)
+        yield trivy.Target(reference, digest, username=user, password=password)
 
     async def _output(self, target: trivy.Target) -> tuple[dict[str, Any], str]:
         """trivy's output for the digest, reused while the database is the same."""
@@ -210,8 +246,8 @@ class Scanner:
         runs = (previous.runs or 0) + 1
         now = _now()
         try:
-            target = await self.target(namespace, spec)
-            output, version = await self._output(target)
+            async with self.target(namespace, spec) as target:
+                output, version = await self._output(target)
         except trivy.ScanError as error:
             failures = runs if previous.last_error else 1
             delay = self.settings.scan_retry * 2 ** (failures - 1) if error.retryable else None
@@ -285,6 +321,14 @@ async def request(
         "artifact": {
             "coordinate": plugin.implementation.coordinate,
             "digest": plugin.implementation.digest,
+            **(
+                {
+                    "type": plugin.implementation.type.value,
+                    "repository": repository_of(plugin.implementation),
+                }
+                if strategy(plugin.implementation).scan is ScanInput.FILES
+                else {}
+            ),
         },
         "pluginId": plugin.id,
         "version": plugin.version,

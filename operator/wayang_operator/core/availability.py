@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .breaker import Failure, classify
+from .breaker import FETCH_REFUSED, Failure, classify
 
 PLUGIN_LABEL = "wayang.io/plugin"
 DIGEST_ANNOTATION = "wayang.io/digest"
@@ -126,6 +126,9 @@ class PodRecord:
     """TEMPLATE_ANNOTATION: the pod template it was made from."""
     unready_since: datetime.datetime | None = None
     """When its Ready condition last turned False (None: it is ready, or no condition yet)."""
+    init: tuple[ContainerRecord, ...] = ()
+    """Its init containers: a hosted plugin's fetcher, which refuses an artifact whose bytes
+    are not the pinned digest (each refusal is a restart with its message)."""
 
     @classmethod
     def of(cls, body: Mapping[str, Any]) -> PodRecord | None:
@@ -141,6 +144,7 @@ class PodRecord:
             ip=status.get("podIP"),
             deleting=bool(meta.get("deletionTimestamp")),
             containers=tuple(_container(c) for c in status.get("containerStatuses") or []),
+            init=tuple(_container(c) for c in status.get("initContainerStatuses") or []),
             descriptor=(meta.get("annotations") or {}).get(DESCRIPTOR_ANNOTATION),
             template=(meta.get("annotations") or {}).get(TEMPLATE_ANNOTATION),
             unready_since=next(
@@ -170,12 +174,21 @@ class PodRecord:
 
     def failures(self) -> int:
         """Failures this pod has had: its restarts, plus one while its image cannot be had."""
-        image = any(c.waiting in IMAGE_ERRORS for c in self.containers)
-        return sum(c.restarts for c in self.containers) + (1 if image else 0)
+        every = self.containers + self.init
+        image = any(c.waiting in IMAGE_ERRORS for c in every)
+        return sum(c.restarts for c in every) + (1 if image else 0)
 
     def failure(self) -> Failure | None:
         """The pod's latest failure, if it has one."""
-        for container in self.containers:
+        for init in self.init:
+            if init.restarts and init.last_exit:
+                detail = init.last_message or f"it ended ({init.last_exit})"
+                return classify(
+                    FETCH_REFUSED,
+                    f"the pod's fetcher refused the artifact: {detail} (restarted "
+                    f"{init.restarts} times; nothing was loaded)",
+                )
+        for container in self.init + self.containers:
             if container.waiting in IMAGE_ERRORS:
                 return classify(container.waiting, container.waiting_message)
         for container in self.containers:

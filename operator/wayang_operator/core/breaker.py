@@ -134,9 +134,15 @@ def _parse(stamp: str | None) -> datetime.datetime | None:
     return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
+FETCH_REFUSED = "ArtifactRefused"
+"""A hosted plugin's pod refused its artifact (its bytes are not the pinned digest, or it
+cannot be fetched): critical, like an image that cannot be pulled."""
+
+
 def classify(reason: str, message: str = "") -> Failure:
     """A workload's waiting/terminated reason as a failure with its severity."""
-    critical = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
+    critical = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull",
+                FETCH_REFUSED}  # fmt: skip
     errors = {"CrashLoopBackOff", "OOMKilled", "Error", "CreateContainerConfigError",
               "CreateContainerError", "RunContainerError", "ContainerCannotRun"}  # fmt: skip
     if reason in critical:

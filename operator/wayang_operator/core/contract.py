@@ -22,6 +22,7 @@ from celpy.evaluation import CELEvalError
 
 from ..api.descriptor import PluginDescriptor, PortDescriptor, PropertyDescriptor, PropertyType
 from ..api.errors import ERROR_PAYLOAD_SCHEMA_REF
+from .artifacts import location_problem
 from .configuration import secret_ref, sensitive_problems_raw
 from .references import disagreement
 
@@ -111,6 +112,9 @@ def admission_problems(spec: Mapping[str, Any]) -> list[tuple[str, str]]:
     disagrees = disagreement(spec.get("implementation"))
     if disagrees:
         problems.append(("spec.implementation.repository", disagrees))
+    unfetchable = location_problem(spec.get("implementation"))
+    if unfetchable:
+        problems.append(("spec.implementation.repository", unfetchable))
     return problems
 
 

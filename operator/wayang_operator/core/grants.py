@@ -251,16 +251,22 @@ def _secrets(spec: PluginDescriptor, policies: list[NamedPolicy]) -> tuple[Secre
         for name, keys in sorted(by_secret.items())
     ]
     for volume in volumes:
-        for policy in policies:
-            allowed = policy.spec.secrets.allowed if policy.spec.secrets else None
-            if not any(fnmatch.fnmatchcase(volume.secret, pattern) for pattern in allowed or []):
-                listed = ", ".join(allowed or []) or "none"
-                raise NotGranted(
-                    Reason.SECRET_NOT_ALLOWED,
-                    f"Secret {volume.secret!r} is not allowed by policy {policy.name!r} "
-                    f"(secrets.allowed: {listed})",
-                )
+        secret_allowed(volume.secret, policies)
     return tuple(volumes)
+
+
+def secret_allowed(name: str, policies: list[NamedPolicy], use: str = "") -> None:
+    """NotGranted unless every policy's `secrets.allowed` admits the Secret `name` (mounted
+    into the plugin's pod, or used to pull its artifact: `use` says which)."""
+    for policy in policies:
+        allowed = policy.spec.secrets.allowed if policy.spec.secrets else None
+        if not any(fnmatch.fnmatchcase(name, pattern) for pattern in allowed or []):
+            listed = ", ".join(allowed or []) or "none"
+            raise NotGranted(
+                Reason.SECRET_NOT_ALLOWED,
+                f"Secret {name!r}{use} is not allowed by policy {policy.name!r} "
+                f"(secrets.allowed: {listed})",
+            )
 
 
 def _callers(policies: list[NamedPolicy]) -> list[dict[str, Any]]:

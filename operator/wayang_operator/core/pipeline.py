@@ -408,14 +408,17 @@ def _known_good(facts: Facts, spec: PluginDescriptor, now: str) -> PluginDescrip
     revocation, a rejection or a withdrawn approval of it voids the record). Its scan is the one
     it passed when it ran; a tenant who forges the record gains nothing it was not approved
     for."""
-    known = facts.workload.known_good if facts.workload else None
-    if known is None or known.id != spec.id or descriptor_hash(known) == descriptor_hash(spec):
+    workload = facts.workload
+    known = workload.known_good if workload else None
+    if workload is None or known is None or known.id != spec.id:
+        return None
+    if descriptor_hash(known) == descriptor_hash(spec):
         return None
     if not _signature(known, facts.policies).passed:
         return None
     try:
         grant(known, facts.policies)
-        runnable(known, facts.policies)
+        runnable(known, facts.policies, workload.runtimes, workload.pull_secret)
     except (NotGranted, NotRunnable):
         return None
     approved, _ = _approved(facts, known, signature_verdict(known, facts.policies), now)

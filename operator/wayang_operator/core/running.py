@@ -36,6 +36,7 @@ from ..api.errors import ErrorType
 from ..api.resources import BreakerState as State
 from ..api.resources import ConditionType
 from . import surface
+from .artifacts import NO_RUNTIMES, Runtimes
 from .availability import DeploymentRecord, Observation, PodRecord, observe
 from .breaker import Breaker, configured, due, replicas, step
 from .gates import Gate, Reason
@@ -80,6 +81,10 @@ class WorkloadFacts:
     known_good: PluginDescriptor | None = None
     """The Deployment's record of the last descriptor that was Available (unverified: the
     pipeline passes it to `decide` as `fallback` only while it may still run)."""
+    runtimes: Runtimes = NO_RUNTIMES
+    """The runtime hosts of the hosted types (a type without one cannot run)."""
+    pull_secret: str | None = None
+    """The Plugin's pull Secret (its policies must allow it)."""
 
 
 @dataclass(frozen=True)
@@ -297,7 +302,9 @@ def decide(  # noqa: PLR0912 - one branch per outcome of the gate, in order
             0, facts.breaker, _status(facts, 0, facts.breaker)
         )
     try:
-        runtime_class = runnable(spec, facts.policies).runtime_class
+        runtime_class = runnable(
+            spec, facts.policies, facts.runtimes, facts.pull_secret
+        ).runtime_class
     except NotRunnable as error:
         gate = Gate(KIND, False, Reason.NOT_RUNNABLE, str(error), ErrorType.PLUGIN_LOAD_ERROR)
         return gate, Plan(0, facts.breaker, _status(facts, 0, facts.breaker))

@@ -13,10 +13,11 @@ from __future__ import annotations
 import datetime
 import re
 
-from ..api.descriptor import ImplementationType, PluginDescriptor
+from ..api.descriptor import PluginDescriptor
 from ..api.errors import ErrorType
 from ..api.resources import ScanPolicy, ScanReportStatus, SeverityThreshold
 from ..api.scan import RANK, ScanSummary, Severity, Vulnerability
+from .artifacts import strategy
 from .pipeline import ScanFacts
 from .policy import NamedPolicy
 
@@ -103,13 +104,14 @@ def scan_facts(
     now: datetime.datetime,
 ) -> ScanFacts | None:
     """The Scanned facts of a plugin from the ScanReport of its digest (None: no result yet).
-    trivy scans container images; an artifact of another type cannot be scanned, so only a
-    policy that does not require a scan admits it."""
-    if spec.implementation.type != ImplementationType.CONTAINER:
+    An artifact of a type that has no strategy yet cannot be scanned, so only a policy that
+    does not require a scan admits it."""
+    missing = strategy(spec.implementation).missing
+    if missing is not None:
         return ScanFacts(
             False,
-            f"trivy scans container images; a {spec.implementation.type} artifact cannot be "
-            "scanned, so only a policy with scan.required: false admits it",
+            f"{missing}: the artifact is not scanned, so only a policy with scan.required: "
+            "false admits it",
             error=ErrorType.VALIDATION_ERROR,
             failed=True,
         )

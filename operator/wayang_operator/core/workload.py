@@ -33,13 +33,20 @@ from urllib.parse import urlsplit
 from ..api.descriptor import (
     CircuitBreaker,
     ErrorHandlingConfig,
-    ImplementationType,
     PluginDescriptor,
     ResourceProfile,
     RetryPolicy,
 )
-from ..api.resources import Peer
+from ..api.resources import Peer, PluginPolicySpec
 from . import surface
+from .artifacts import (
+    NO_RUNTIMES,
+    PULL_SECRET_ANNOTATION,
+    Runtimes,
+    artifact_port,
+    repository_of,
+    strategy,
+)
 from .availability import (
     DESCRIPTOR_ANNOTATION,
     DIGEST_ANNOTATION,
@@ -50,8 +57,8 @@ from .availability import (
     TEMPLATE_ANNOTATION,
     VERSION_ANNOTATION,
 )
-from .grants import SECRETS_PATH, Grant, NotGranted, grant, network_peer
-from .policy import NamedPolicy
+from .grants import SECRETS_PATH, Grant, NotGranted, grant, network_peer, secret_allowed
+from .policy import DEFAULT_POLICY_NAME, NamedPolicy
 from .references import pinned_reference
 
 PORT = 8080
@@ -99,6 +106,8 @@ class Owner:
     name: str
     namespace: str
     uid: str
+    pull_secret: str | None = None
+    """The dockerconfigjson Secret its artifact is pulled with (PULL_SECRET_ANNOTATION)."""
 
 
 def workload_name(plugin: str) -> str:
@@ -111,24 +120,46 @@ def endpoint(plugin: str, namespace: str) -> str:
     return f"http://{workload_name(plugin)}.{namespace}.svc:{SERVICE_PORT}"
 
 
-def image_of(spec: PluginDescriptor) -> str:
-    if spec.implementation.type != ImplementationType.CONTAINER:
+def image_of(spec: PluginDescriptor, runtimes: Runtimes = NO_RUNTIMES) -> str:
+    """The image the plugin container runs: a container plugin's own, pinned by its digest; a
+    hosted type's runtime host (pinned in the operator's settings), which loads the artifact
+    the pod's fetcher verified."""
+    implementation = spec.implementation
+    how = strategy(implementation)
+    if how.missing is not None:
+        raise NotRunnable(f"implementation.type {implementation.type}: {how.missing}")
+    if not how.hosted:
+        return pinned_reference(implementation.coordinate, implementation.digest)
+    host = runtimes.image(implementation.type)
+    if host is None:
         raise NotRunnable(
-            f"implementation.type {spec.implementation.type} has no runtime yet: plugins run "
-            "as container images (a Python plugin ships in an image on the Python runtime host)"
+            f"no runtime host image for {implementation.type} plugins is configured (the "
+            "chart's runtimeImages, WAYANG_RUNTIME_IMAGES)"
         )
-    return pinned_reference(spec.implementation.coordinate, spec.implementation.digest)
+    return host
 
 
 MANAGED = {"app.kubernetes.io/managed-by": "wayang-operator"}
 """On every object the operator makes; its watches select by it."""
 
 
-def runnable(spec: PluginDescriptor, policies: list[NamedPolicy]) -> Grant:
+def runnable(
+    spec: PluginDescriptor,
+    policies: list[NamedPolicy],
+    runtimes: Runtimes = NO_RUNTIMES,
+    pull_secret: str | None = None,
+) -> Grant:
     """What the plugin would run with, or NotRunnable with why it cannot run: the checks of
-    `render` without rendering (the gate needs them on every evaluation)."""
-    image_of(spec)
+    `render` without rendering (the gate needs them on every evaluation). A pull Secret must be
+    one the policies allow, like any Secret the pod uses."""
+    image_of(spec, runtimes)
     try:
+        if pull_secret is not None:
+            secret_allowed(
+                pull_secret,
+                policies or [NamedPolicy(DEFAULT_POLICY_NAME, PluginPolicySpec())],
+                f" (the pull Secret, {PULL_SECRET_ANNOTATION})",
+            )
         return grant(spec, policies)
     except NotGranted as refused:  # the PowersGranted gate stops it first; never rendered
         raise NotRunnable(str(refused)) from refused
@@ -235,6 +266,75 @@ def _volumes(
     return volumes, mounts
 
 
+ARTIFACT_VOLUME = "artifact"
+PULL_VOLUME = "pull-secret"
+PULL_PATH = "/var/run/wayang/pull"
+FETCHER = ("python3", "/opt/wayang/fetch.py")
+"""The runtime host image's fetcher (operator/wayang_operator/fetching/http.py, copied in)."""
+
+
+def _artifact_volumes(fetcher: Any, pull_secret: str | None) -> list[dict[str, Any]]:
+    if not fetcher:
+        return []
+    volumes: list[dict[str, Any]] = [{"name": ARTIFACT_VOLUME, "emptyDir": {}}]
+    if pull_secret:
+        only = [{"key": ".dockerconfigjson", "path": "config.json"}]
+        volumes.append({"name": PULL_VOLUME, "secret": {"secretName": pull_secret, "items": only}})
+    return volumes
+
+
+def _fetcher(
+    spec: PluginDescriptor, host: dict[str, Any], pull_secret: str | None, powers: Grant
+) -> dict[str, Any] | None:
+    """For a hosted type, the init container that fetches the artifact, checks it against the
+    pinned digest and unpacks it into the volume the host reads, read-only, at the strategy's
+    load path (a refused fetch stops the pod before any plugin code loads; its reason is the
+    container's termination message). The host container gets that volume; None for a
+    container plugin, whose image is the artifact (the kubelet pulls it, with the pull Secret as
+    imagePullSecrets). The pull Secret is mounted into the fetcher only: the plugin's code never
+    sees it."""
+    implementation = spec.implementation
+    how = strategy(implementation)
+    if not how.hosted:
+        return None
+    host["volumeMounts"].append(
+        {"name": ARTIFACT_VOLUME, "mountPath": how.load_path, "readOnly": True}
+    )
+    host["env"].append({"name": "WAYANG_PLUGIN_PATH", "value": how.load_path})
+    if how.host_limits:  # the grants, compiled for a host that enforces them itself
+        memory = host["resources"]["limits"]["memory"]
+        preopen = WRITABLE_PATHS[1] if powers.writable is not None else ""
+        host["env"] += [
+            {"name": "WAYANG_WASM_MEMORY", "value": memory},
+            {"name": "WAYANG_WASM_PREOPEN", "value": preopen},
+        ]
+    pull_env = [{"name": "WAYANG_PULL_CONFIG", "value": f"{PULL_PATH}/config.json"}]
+    pull_mount = [{"name": PULL_VOLUME, "mountPath": PULL_PATH, "readOnly": True}]
+    if not pull_secret:
+        pull_env, pull_mount = [], []
+    return {
+        "name": "fetch",
+        "image": host["image"],
+        "imagePullPolicy": host["imagePullPolicy"],
+        "command": list(FETCHER),
+        "env": [
+            {"name": "WAYANG_ARTIFACT_TYPE", "value": implementation.type.value},
+            {"name": "WAYANG_ARTIFACT_REPOSITORY", "value": repository_of(implementation) or ""},
+            {"name": "WAYANG_ARTIFACT_COORDINATE", "value": implementation.coordinate},
+            {"name": "WAYANG_ARTIFACT_DIGEST", "value": implementation.digest},
+            {"name": "WAYANG_ARTIFACT_DIR", "value": how.load_path},
+            *pull_env,
+        ],
+        "resources": host["resources"],
+        "securityContext": host["securityContext"],
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "volumeMounts": [
+            {"name": ARTIFACT_VOLUME, "mountPath": how.load_path},
+            *pull_mount,
+        ],
+    }
+
+
 def render(
     owner: Owner,
     spec: PluginDescriptor,
@@ -243,14 +343,16 @@ def render(
     replicas: int = 1,
     known_good: PluginDescriptor | None = None,
     telemetry: Telemetry = NO_TELEMETRY,
+    runtimes: Runtimes = NO_RUNTIMES,
 ) -> list[dict[str, Any]]:
     """The objects that run `spec`, in the order they should be applied; NotRunnable says why
     there are none. `known_good` is the descriptor recorded as the last that was Available (its
     ConfigMap key kept for its pods); `telemetry` opens the metrics port to its scrapers and
-    the span endpoint to the runtime host. The Deployment carries a hash of them all
+    the span endpoint to the runtime host; `runtimes` are the hosts of the hosted types and where
+    their artifacts are fetched from. The Deployment carries a hash of them all
     (RENDERED_ANNOTATION): an unchanged render is not applied again."""
-    image = image_of(spec)
-    powers = runnable(spec, policies)
+    image = image_of(spec, runtimes)
+    powers = runnable(spec, policies, runtimes, owner.pull_secret)
     name = workload_name(owner.name)
     timeout_ms = spec.resource_profile.timeout if spec.resource_profile else 30000
     descriptors = {descriptor_key(spec): descriptor_json(spec)}
@@ -293,6 +395,7 @@ def render(
         },
         "volumeMounts": mounts,
     }
+    fetcher = _fetcher(spec, container, owner.pull_secret, powers)
     pod: dict[str, Any] = {
         "serviceAccountName": name,
         "automountServiceAccountToken": False,
@@ -304,9 +407,15 @@ def render(
             "fsGroup": RUN_AS,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
+        **({"initContainers": [fetcher]} if fetcher else {}),
+        **(
+            {"imagePullSecrets": [{"name": owner.pull_secret}]}
+            if owner.pull_secret and not fetcher
+            else {}
+        ),
         "containers": [container],
         "terminationGracePeriodSeconds": 10,  # the runtime host stops in well under a second
-        "volumes": volumes,
+        "volumes": volumes + _artifact_volumes(fetcher, owner.pull_secret),
     }
     if powers.runtime_class:
         pod["runtimeClassName"] = powers.runtime_class
@@ -372,7 +481,7 @@ def render(
                 ],
             },
         },
-        network_policy(owner, spec, powers, telemetry),
+        network_policy(owner, spec, powers, telemetry, runtimes),
     ]
     record = None if known_good is None else descriptor_hash(known_good)
     hashed = json.dumps([objects, record], sort_keys=True).encode()
@@ -390,12 +499,19 @@ def render(
 
 
 def network_policy(
-    owner: Owner, spec: PluginDescriptor, powers: Grant, telemetry: Telemetry = NO_TELEMETRY
+    owner: Owner,
+    spec: PluginDescriptor,
+    powers: Grant,
+    telemetry: Telemetry = NO_TELEMETRY,
+    runtimes: Runtimes = NO_RUNTIMES,
 ) -> dict[str, Any]:
     """Ingress on the plugin's port from its own namespace and the policies' callers, and on the
     metrics port from the platform's scrapers; egress exactly as granted (DNS, and the granted
     capabilities' destinations; nothing untrusted), plus the platform's span collector when one
-    is configured (the runtime host sends there, not the plugin's code alone)."""
+    is configured (the runtime host sends there, not the plugin's code alone), and for a hosted
+    type the artifact repositories on the repository's port (the pod's fetcher reads there
+    before the plugin loads; NetworkPolicies cannot tell its init container from the host, see
+    docs/artifacts.md)."""
     ingress = [{"from": powers.ingress_from, "ports": [{"protocol": "TCP", "port": PORT}]}]
     if telemetry.metrics_from:
         ingress.append(
@@ -410,6 +526,14 @@ def network_policy(
             {
                 "to": [network_peer(peer) for peer in telemetry.otlp_to],
                 "ports": [{"protocol": "TCP", "port": telemetry.otlp_port}],
+            }
+        )
+    repository = repository_of(spec.implementation)
+    if strategy(spec.implementation).hosted and repository and runtimes.artifacts_to:
+        egress.append(
+            {
+                "to": [network_peer(peer) for peer in runtimes.artifacts_to],
+                "ports": [{"protocol": "TCP", "port": artifact_port(repository)}],
             }
         )
     return {

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from urllib.parse import urlparse
+
+from ..fetching.http import entry_credentials
 
 DOCKER_HUB = "docker.io"
 _HUB_ALIASES = {"docker.io", "index.docker.io", "registry-1.docker.io"}
@@ -30,15 +31,6 @@ def credentials(dockerconfig: bytes, reference: str) -> tuple[str, str] | None:
         return None
     host = registry_host(reference)
     for key, entry in auths.items():
-        if _host_of(str(key)) != host or not isinstance(entry, dict):
-            continue
-        if entry.get("username") is not None and entry.get("password") is not None:
-            return str(entry["username"]), str(entry["password"])
-        if entry.get("auth"):
-            try:
-                decoded = base64.b64decode(str(entry["auth"]), validate=True).decode()
-            except (ValueError, UnicodeDecodeError):
-                return None
-            user, colon, password = decoded.partition(":")
-            return (user, password) if colon else None
+        if _host_of(str(key)) == host and isinstance(entry, dict):
+            return entry_credentials(entry)
     return None

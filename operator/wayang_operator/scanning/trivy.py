@@ -41,13 +41,21 @@ class TrivyOptions:
     timeout: float = 300.0
 
 
+IMAGE = "image"
+ROOTFS = "rootfs"
+
+
 @dataclass(frozen=True)
 class Target:
-    """What to scan: `reference` is `repo@digest` for a registry, a path for a local archive."""
+    """What to scan: `reference` is `repo@digest` for a registry, a path for a local archive
+    or (input `rootfs`) the folder of a fetched, checked and unpacked artifact."""
 
     reference: str
     digest: str
     local: bool = False
+    input: str = IMAGE
+    """trivy's command: `image`, or `rootfs` (installed packages are found in a folder, as
+    they are in an image: a wheel's METADATA, which `trivy fs` does not read)."""
     username: str | None = field(default=None, repr=False)
     password: str | None = field(default=None, repr=False)
 
@@ -81,7 +89,7 @@ def database(cache_dir: Path) -> Database | None:
 def command(options: TrivyOptions, target: Target, source: str) -> list[str]:
     args = [
         options.binary,
-        "image",
+        target.input,
         "--quiet",
         "--format=json",
         "--scanners=vuln,secret,license",

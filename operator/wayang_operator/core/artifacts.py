@@ -1,0 +1,139 @@
+"""How each implementation type is fetched, scanned and run: one strategy per type, read by the
+scan gate, the runnable check and the renderer, so none of them branches on the type.
+
+A strategy says how trivy reads the artifact (an image, or the unpacked files of a fetched one),
+whether the plugin runs in its own image or on a platform runtime host (whose image the operator
+is configured with, pinned by digest), and where the host finds the verified artifact. A type
+without a host yet says so in `missing`: it is refused with that reason by the Scanned gate and
+the runnable check, never approved into a workload that cannot start.
+
+Adding a type is adding its strategy (and its host image, fetcher and scanner input); the
+reconcile code is unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..api.descriptor import ImplementationType, PluginImplementation
+from ..api.resources import Peer
+
+PULL_SECRET_ANNOTATION = "wayang.io/image-pull-secret"  # noqa: S105 - a name, not a secret
+"""On a Plugin: a dockerconfigjson Secret of its namespace with the credentials its artifact is
+pulled with, by the operator to scan it and in the pod to run it (every type); the policies'
+`secrets.allowed` must admit it."""
+
+
+class ScanInput(StrEnum):
+    IMAGE = "image"
+    """trivy pulls the image by digest (or reads its local archive)."""
+    FILES = "rootfs"
+    """The operator fetches the artifact, checks its digest and unpacks it; trivy reads the
+    files as an installed root filesystem (so a wheel's `*.dist-info/METADATA` is found)."""
+
+
+@dataclass(frozen=True)
+class Strategy:
+    scan: ScanInput
+    hosted: bool
+    """Runs on the platform's runtime host image for its type (the artifact is fetched into
+    the pod), not in an image of its own."""
+    load_path: str = ""
+    """Where the pod's fetcher unpacks the verified artifact for the host (read-only there)."""
+    missing: str | None = None
+    """Why this type cannot be scanned or run yet; None when it can."""
+    default_repository: str | None = None
+    """Where the artifact is when `implementation.repository` is omitted."""
+    host_limits: bool = False
+    """The host enforces the memory limit and the filesystem grant itself (a wasm module's
+    memory and WASI preopens): the renderer passes them to it."""
+    strings: bool = False
+    """The artifact is a binary whose embedded text trivy's secret scanner skips: its strings
+    are extracted next to it before the scan."""
+
+
+STRATEGIES: Mapping[ImplementationType, Strategy] = {
+    ImplementationType.CONTAINER: Strategy(ScanInput.IMAGE, hosted=False),
+    ImplementationType.PYTHON: Strategy(
+        ScanInput.FILES,
+        hosted=True,
+        load_path="/opt/wayang/plugin",
+        default_repository="https://pypi.org/simple/",
+    ),
+    ImplementationType.WASM: Strategy(
+        ScanInput.FILES,
+        hosted=True,
+        load_path="/opt/wayang/plugin",
+        host_limits=True,
+        strings=True,
+    ),
+    ImplementationType.JAR: Strategy(
+        ScanInput.FILES,
+        hosted=True,
+        missing="jar plugins have no JVM runtime host yet (see the README's status table)",
+    ),
+    ImplementationType.MAVEN: Strategy(
+        ScanInput.FILES,
+        hosted=True,
+        missing="maven plugins have no JVM runtime host yet (see the README's status table)",
+    ),
+}
+
+
+def strategy(implementation: PluginImplementation) -> Strategy:
+    return STRATEGIES[implementation.type]
+
+
+def repository_of(implementation: PluginImplementation) -> str | None:
+    """Where a fetched artifact comes from: `implementation.repository`, else the type's
+    default (PyPI's simple index for python)."""
+    return implementation.repository or strategy(implementation).default_repository
+
+
+@dataclass(frozen=True)
+class Runtimes:
+    """The platform's runtime hosts (the operator's settings, the chart's runtimeImages): the
+    pinned image per hosted type, and where the artifact sources are, so the pods of hosted
+    plugins may fetch from them whatever their own grants."""
+
+    images: Mapping[str, str] = field(default_factory=dict)
+    """Implementation type -> `repository@sha256:...` of its runtime host image."""
+    artifacts_to: tuple[Peer, ...] = ()
+    """Network peers of the artifact repositories (the NetworkPolicy's egress rule)."""
+
+    def image(self, kind: ImplementationType) -> str | None:
+        return self.images.get(kind.value)
+
+
+NO_RUNTIMES = Runtimes()
+"""No runtime host configured: only container plugins can run."""
+
+
+def location_problem(implementation: Any) -> str | None:
+    """Why a fetched artifact's `repository` cannot be fetched from (not an http(s) URL), or
+    None. Takes the raw `implementation` mapping, valid or not, as admission and `wayang
+    validate` see it. A python wheel comes from a direct URL of the `.whl` file or a PEP 503
+    index (PyPI's when omitted); a wasm module from its URL (one without `repository`, such as
+    an OCI artifact, fails its fetch with a message saying so)."""
+    if not isinstance(implementation, dict):
+        return None
+    try:
+        kind = ImplementationType(str(implementation.get("type")))
+    except ValueError:
+        return None
+    if STRATEGIES[kind].scan is ScanInput.IMAGE:
+        return None  # an image is its coordinate
+    repository = implementation.get("repository")
+    if isinstance(repository, str) and urlsplit(repository).scheme not in ("https", "http"):
+        return f"implementation.repository {repository!r} is not an http(s) URL"
+    return None
+
+
+def artifact_port(repository: str) -> int:
+    """The TCP port a pod reaches the artifact repository on."""
+    parts = urlsplit(repository)
+    return parts.port or (443 if parts.scheme == "https" else 80)
