@@ -160,8 +160,24 @@ def phase_becomes(
     workload = json.dumps(plugin_status.get("workload"))
     raise AssertionError(
         f"{name} is {plugin_status.get('phase')}, not {phase}; not passed: {failing}; "
-        f"workload: {workload}; status: {json.dumps(plugin_status)[:1500]}"
+        f"workload: {workload}; status: {json.dumps(plugin_status)[:1500]}; "
+        f"logs: {pod_logs(kube, namespace, name)}"
     )
+
+
+def pod_logs(kube: Kube, namespace: str, plugin: str) -> str:
+    """The tail of every container's log in the plugin's pods, so a failed wait says why."""
+    found = kube.run(
+        "logs",
+        "-l",
+        f"wayang.io/plugin={plugin}",
+        "--all-containers",
+        "--tail=30",
+        "--prefix",
+        namespace=namespace,
+        check=False,
+    )
+    return (found.stdout + found.stderr)[-4000:]
 
 
 def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:

@@ -34,6 +34,7 @@ Progress goes to stderr; stdout gets one JSON object: image name -> {digest, lay
 from __future__ import annotations
 
 import argparse
+import base64
 import configparser
 import fnmatch
 import hashlib
@@ -68,7 +69,12 @@ REPO = HERE.parent
 HOST = HERE / "python" / "host.py"
 PLUGIN_API = HERE / "python" / "lib" / "wayang_plugin.py"
 SAMPLES = HERE / "python" / "samples"
+WASM_SAMPLES = HERE / "wasm" / "samples"
+"""wasm plugins: each folder a WAT source and its descriptor (`wasm_module` compiles it)."""
+WASM_EXECUTOR = HERE / "python" / "wayang_wasm.py"
 ERROR_SCHEMA = REPO / "schemas" / "ErrorPayload.schema.json"
+FETCHER = REPO / "operator" / "wayang_operator" / "fetching" / "http.py"
+"""The artifact fetcher hosted plugins' pods run before the host (the operator's own module)."""
 
 RECIPE = 1
 """Bump when the root filesystem recipe changes in a way its parameters do not show."""
@@ -235,6 +241,8 @@ def _sha256(path: Path) -> str:
 def host_layer() -> list[File]:
     return [
         File("/opt/wayang/host.py", HOST.read_bytes()),
+        File("/opt/wayang/fetch.py", FETCHER.read_bytes()),
+        File("/opt/wayang/wayang_wasm.py", WASM_EXECUTOR.read_bytes()),
         File("/opt/wayang/lib/wayang_plugin.py", PLUGIN_API.read_bytes()),
         File("/opt/wayang/schemas/ErrorPayload.schema.json", ERROR_SCHEMA.read_bytes()),
     ]
@@ -262,6 +270,59 @@ def sample_layer(folder: Path) -> tuple[dict[str, Any], list[File]]:
     document = json.dumps(descriptor, indent=2) + "\n"
     files.append(File("/etc/wayang/plugin.json", document.encode()))
     return descriptor, files
+
+
+def wasm_module(folder: Path) -> tuple[str, bytes]:
+    """A wasm sample as a `wasm` plugin artifact (file name, bytes): its WAT source compiled by
+    wasmtime's wat2wasm (the same bytes on every build, so a descriptor can pin its sha256)."""
+    import wasmtime  # noqa: PLC0415 - only wasm builds need it (the project's dev extra has it)
+
+    descriptor = json.loads((folder / "plugin.json").read_text())
+    (source,) = sorted(folder.glob("*.wat"))
+    module = bytes(wasmtime.wat2wasm(source.read_text()))
+    return f"{descriptor['implementation']['coordinate']}-{descriptor['version']}.wasm", module
+
+
+WHEEL_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+def _record_hash(data: bytes) -> str:
+    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+def wheel(folder: Path, *, bundles: Sequence[tuple[str, str]] = ()) -> tuple[str, bytes]:
+    """A sample as a `python` plugin artifact: a wheel (file name, bytes) with its modules at
+    the top, named after its coordinate and version, byte for byte the same on every build (so
+    a descriptor can pin its sha256). `bundles` adds the dist-info of vendored packages
+    (name, version), as a wheel that bundles its dependencies carries them: what trivy reads."""
+    descriptor = json.loads((folder / "plugin.json").read_text())
+    dist = re.sub(r"[-_.]+", "_", str(descriptor["implementation"]["coordinate"]))
+    version = str(descriptor["version"])
+    info = f"{dist}-{version}.dist-info"
+    files = [(path.name, path.read_bytes()) for path in sorted(folder.glob("*.py"))]
+    files.append(
+        (f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n".encode())
+    )
+    files.append(
+        (
+            f"{info}/WHEEL",
+            b"Wheel-Version: 1.0\nGenerator: wayang-build\nRoot-Is-Purelib: true\n"
+            b"Tag: py3-none-any\n",
+        )
+    )
+    for name, bundled in bundles:
+        meta = f"Metadata-Version: 2.1\nName: {name}\nVersion: {bundled}\n".encode()
+        files.append((f"{name}-{bundled}.dist-info/METADATA", meta))
+    record = "".join(f"{name},{_record_hash(data)},{len(data)}\n" for name, data in files)
+    files.append((f"{info}/RECORD", (record + f"{info}/RECORD,,\n").encode()))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in files:
+            entry = zipfile.ZipInfo(name, WHEEL_TIME)
+            entry.external_attr = 0o644 << 16
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(entry, data)
+    return f"{dist}-{version}-py3-none-any.whl", buffer.getvalue()
 
 
 def _labels(title: str, version: str, **extra: str) -> dict[str, str]:
@@ -356,8 +417,15 @@ PYTHON = "3.11"
 """bookworm's python3: the wheels are resolved for it (cp311)."""
 GLIBC_MINOR = 36
 """bookworm's glibc is 2.36: every manylinux wheel for glibc 2.36 or older runs."""
-WHEEL_PLATFORMS = tuple(f"manylinux_2_{minor}_x86_64" for minor in range(GLIBC_MINOR, 4, -1))
-"""pip takes `--platform` literally (manylinux_2_36 does not imply older tags): all are listed."""
+WHEEL_PLATFORMS = (
+    *(f"manylinux_2_{minor}_x86_64" for minor in range(GLIBC_MINOR, 4, -1)),
+    "manylinux2014_x86_64",
+    "manylinux2010_x86_64",
+    "manylinux1_x86_64",
+)
+"""pip takes `--platform` literally (manylinux_2_36 does not imply older tags, nor the legacy
+aliases of 2_17, 2_12 and 2_5): all are listed. Without manylinux1, wasmtime resolved to its
+py3-none-any wheel, which has no _libwasmtime.so."""
 SITE_PACKAGES = f"usr/local/lib/python{PYTHON}/dist-packages"
 """On Debian's python3 sys.path, ahead of /usr/lib/python3/dist-packages: no PYTHONPATH needed."""
 SCAN_CACHE = "/var/cache/wayang"

@@ -13,7 +13,10 @@ extra), which is on the host's sys.path and never on a plugin's.
 Environment:
   WAYANG_DESCRIPTOR       the descriptor JSON (default /etc/wayang/plugin.json); a Plugin
                           resource (kind Plugin, with a spec) is accepted too
-  WAYANG_PLUGIN_PATH      added to sys.path in the workers (default /opt/wayang/plugin)
+  WAYANG_PLUGIN_PATH      added to sys.path in the workers (default /opt/wayang/plugin); for a
+                          `wasm` plugin, the folder of its module (`artifact`)
+  WAYANG_WASM_MEMORY      a wasm plugin's memory limit (a quantity, default 128Mi)
+  WAYANG_WASM_PREOPEN     the directory a wasm plugin gets as WASI `/data` (empty: none)
   PORT                    the HTTP port (default 8080; 0 picks a free one, logged at start)
   WAYANG_TIMEOUT_MS       overrides resourceProfile.timeout (default 30000)
   WAYANG_WORKERS          executions at once (default 2)
@@ -77,10 +80,12 @@ from typing import Any
 
 VERSION = "0.1.0"
 ORIGIN = "wayang-runtime-python"
-LIB = Path(__file__).resolve().parent / "lib"
+HERE = Path(__file__).resolve().parent
+"""The host's folder: host.py, fetch.py and wayang_wasm.py (the wasm strategy's executor)."""
+LIB = HERE / "lib"
 """The plugin-side API (wayang_plugin.py: typed errors, the call's traceparent), on the workers'
 sys.path after the plugin's own folder."""
-DEPS = Path(__file__).resolve().parent / "deps"
+DEPS = HERE / "deps"
 """The host's own libraries in the image (CEL, OpenTelemetry): the host's, not the plugin's."""
 if DEPS.is_dir() and str(DEPS) not in sys.path:
     sys.path.append(str(DEPS))
@@ -479,9 +484,22 @@ def _document(path: Path) -> JsonObject:
     return document
 
 
+WASM = "<wasm>:"
+"""The entrypoint of a `wasm` plugin as the workers get it: `<wasm>:<export>` (no Python module
+has that name), run by wayang_wasm.py on wasmtime."""
+
+
 def _entrypoint(document: JsonObject) -> str:
     implementation = document.get("implementation") or {}
     entrypoint = implementation.get("entrypoint") if isinstance(implementation, dict) else None
+    if isinstance(implementation, dict) and implementation.get("type") == "wasm":
+        export = entrypoint or "execute"
+        if not isinstance(export, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", export):
+            raise DescriptorError(
+                f"implementation.entrypoint {export!r} is not the name of the module's exported "
+                "function (e.g. execute)"
+            )
+        return WASM + export
     module, _, attribute = (entrypoint or "").partition(":")
     if not isinstance(entrypoint, str) or not module or not attribute:
         raise DescriptorError(
@@ -784,7 +802,14 @@ def worker_main(conn: Connection, plugin_path: str, entrypoint: str) -> None:
     with contextlib.suppress(OSError):
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
-    sys.path[:] = [plugin_path, str(LIB), *(p for p in sys.path if p != str(DEPS))]
+    if entrypoint.startswith(WASM):
+        # the plugin is a wasm module, not Python: the worker runs the host's executor, with
+        # the host's libraries (wasmtime), and the plugin's folder holds only the module
+        os.environ["WAYANG_WASM_EXPORT"] = entrypoint[len(WASM) :]
+        entrypoint = "wayang_wasm:execute"
+        sys.path[:] = [str(HERE), str(LIB), str(DEPS), *(p for p in sys.path if p != plugin_path)]
+    else:
+        sys.path[:] = [plugin_path, str(LIB), *(p for p in sys.path if p != str(DEPS))]
     try:
         function = _resolve(entrypoint)
     except BaseException as error:
@@ -799,6 +824,7 @@ def worker_main(conn: Connection, plugin_path: str, entrypoint: str) -> None:
         except (EOFError, OSError):
             return
         wayang_plugin.CALL_TRACEPARENT.set(request.get("traceparent"))
+        wayang_plugin.CALL_TIMEOUT.set(request.get("timeout"))
         try:
             result = function(request["inputs"], request["properties"])
             if inspect.isawaitable(result):
@@ -1518,7 +1544,12 @@ class Host:
         except Invalid as invalid:
             return 200, self._invalid(run_id, invalid), "invalid"
         with trace.plugin(plugin.entrypoint) as header:
-            request = {"inputs": inputs, "properties": properties, "traceparent": header}
+            request = {
+                "inputs": inputs,
+                "properties": properties,
+                "traceparent": header,
+                "timeout": plugin.timeout,
+            }
             reply = pool.run(json.dumps(request).encode(), plugin.timeout)
         limit_ms = round(plugin.timeout * 1000)
         if reply.kind == "ok":

@@ -94,6 +94,8 @@ def test_the_wheels_are_for_bookworms_interpreter() -> None:
     platforms = {o.removeprefix("--platform=") for o in options if o.startswith("--platform=")}
     assert {"manylinux_2_17_x86_64", "manylinux_2_28_x86_64", "manylinux_2_36_x86_64"} <= platforms
     assert "manylinux_2_37_x86_64" not in platforms  # bookworm's glibc is 2.36
+    # The legacy aliases too: wasmtime ships its library only as manylinux1.
+    assert {"manylinux1_x86_64", "manylinux2010_x86_64", "manylinux2014_x86_64"} <= platforms
 
 
 def test_layers_are_byte_for_byte_the_same_and_owned_as_asked(tmp_path: Path) -> None:

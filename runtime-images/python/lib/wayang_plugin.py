@@ -32,6 +32,19 @@ def traceparent() -> str | None:
     return CALL_TRACEPARENT.get()
 
 
+CALL_TIMEOUT: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "wayang_timeout", default=None
+)
+"""Set by the host's worker for each call (see timeout())."""
+
+
+def timeout() -> float | None:
+    """Seconds this call may take in all (the plugin's resourceProfile.timeout): the host kills
+    the worker after that, so a plugin that can stop early (the wasm executor interrupts its
+    module) answers with its own error instead."""
+    return CALL_TIMEOUT.get()
+
+
 class PluginError(Exception):
     """An error with an ErrorPayload type: subclasses fix the type, defaults say how to react."""
 

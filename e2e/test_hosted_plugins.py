@@ -1,0 +1,289 @@
+"""Hosted plugins on the real node, wheels (`python`) and modules (`wasm`): fetched by digest,
+scanned, approved, run on the runtime host under gVisor, and refused by digest in the pod when
+the bytes behind the same URL change after approval.
+
+The artifacts are built here (runtime-images/build.py `wheel` and `wasm_module`, byte-for-byte
+repeatable) and served over HTTP from the host's address; the operator fetches them
+to scan them (trivy with the test database), and each plugin pod's init container (the runtime
+image's /opt/wayang/fetch.py, the operator's own fetching module) fetches them again, checks the
+digest and unpacks them read-only for the host. The NetworkPolicy lets the pod reach only that
+artifact source (an untrusted plugin gets no other egress).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import importlib.util
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from e2e import scanfixtures
+from e2e.conftest import ROOT, Kube
+from e2e.flow import (
+    approval,
+    condition,
+    execute,
+    phase_becomes,
+    pods_of,
+    running_tenant_of,
+    set_policy,
+    until,
+)
+from e2e.localcluster import node as localnode
+from e2e.localcluster.cluster import host_address
+from e2e.operator_process import WORKLOADS, Operator
+from e2e.operator_process import running as running_operators
+from e2e.runtimeimages import build_images
+
+HOST = host_address() or "127.0.0.1"
+"""The host's address (the default route's interface): the operator, on the host, and the pods,
+through the node's bridge, both reach the artifact server there."""
+ECHO = ROOT / "runtime-images" / "python" / "samples" / "echo"
+WASM = ROOT / "runtime-images" / "wasm" / "samples"
+READY_TIMEOUT = 180
+
+
+def _build_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("runtime_build", ROOT / "runtime-images/build.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+BUILD = _build_module()
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+class Repository:
+    """An HTTP file server on the pod bridge; `files` is what it serves, by path."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.requests: list[str] = []
+        self.url = ""
+
+
+@pytest.fixture(scope="module")
+def repository(node: localnode.Node) -> Iterator[Repository]:
+    served = Repository()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            served.requests.append(self.path)
+            body = served.files.get(self.path)
+            self.send_response(200 if body is not None else 404)
+            self.end_headers()
+            self.wfile.write(body or b"")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer((HOST, 0), Handler)
+    served.url = f"http://{HOST}:{httpd.server_address[1]}"
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield served
+    httpd.shutdown()
+
+
+@pytest.fixture(scope="module")
+def host_image(node: localnode.Node, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The Python runtime host image (with its fetcher), imported into the node, pinned."""
+    built = build_images(tmp_path_factory.mktemp("images"), "runtime-python")
+    ((_, info),) = built.items()
+    imported = node.import_image(Path(info["tar"]))
+    return f"{imported.repository}@{imported.digest}"
+
+
+@pytest.fixture(scope="module")
+def operator(
+    kube: Kube,
+    host_image: str,
+    repository: Repository,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Operator]:
+    folder = tmp_path_factory.mktemp("operator")
+    scanning = scanfixtures.offline_scanning([], folder)
+    env = {
+        **WORKLOADS,
+        **scanning,
+        "WAYANG_RUNTIME_IMAGES": json.dumps({"python": host_image, "wasm": host_image}),
+        "WAYANG_PLUGIN_ARTIFACTS_TO": json.dumps([{"cidr": f"{HOST}/32"}]),
+    }
+    running = Operator(kube, folder, env=env)
+    with running_operators(kube, running):
+        yield running
+
+
+@pytest.fixture
+def tenant(kube: Kube, namespace: str, operator: Operator) -> Iterator[str]:
+    with running_tenant_of(kube, namespace) as name:
+        set_policy(kube, name, {"scan": {"required": True}})
+        yield name
+
+
+def wheel_plugin(name: str, url: str, data: bytes, **spec: Any) -> dict[str, Any]:
+    descriptor: dict[str, Any] = json.loads((ECHO / "plugin.json").read_text())
+    descriptor["implementation"] = {
+        "type": "python",
+        "coordinate": "wayang-samples-echo",
+        "repository": url,
+        "digest": sha256(data),
+        "entrypoint": descriptor["implementation"]["entrypoint"],
+    }
+    descriptor.update({"enabled": True, **spec})
+    return {
+        "apiVersion": "wayang.io/v1alpha1",
+        "kind": "Plugin",
+        "metadata": {"name": name},
+        "spec": descriptor,
+    }
+
+
+def wasm_plugin(name: str, sample: str, url: str, data: bytes) -> dict[str, Any]:
+    descriptor: dict[str, Any] = json.loads((WASM / sample / "plugin.json").read_text())
+    descriptor["implementation"].update(repository=url, digest=sha256(data))
+    descriptor["enabled"] = True
+    return {
+        "apiVersion": "wayang.io/v1alpha1",
+        "kind": "Plugin",
+        "metadata": {"name": name},
+        "spec": descriptor,
+    }
+
+
+def publish(kube: Kube, namespace: str, document: dict[str, Any], phase: str) -> dict[str, Any]:
+    kube.apply(document, user="publisher-1", namespace=namespace)
+    return phase_becomes(kube, namespace, document["metadata"]["name"], phase, timeout=180)
+
+
+def test_a_wheel_is_scanned_approved_and_served_by_the_python_host_under_gvisor(
+    kube: Kube, tenant: str, repository: Repository
+) -> None:
+    name, data = BUILD.wheel(ECHO)
+    repository.files[f"/{tenant}/{name}"] = data
+    url = f"{repository.url}/{tenant}/{name}"
+    awaiting = publish(kube, tenant, wheel_plugin("echo", url, data), "AwaitingApproval")
+    assert condition(awaiting, "Scanned")["reason"] == "ScanPassed"
+    report = kube.get("scanreport", sha256(data).replace(":", "-"), tenant)
+    assert report["spec"]["artifact"]["type"] == "python"
+    assert report["spec"]["artifact"]["repository"] == url
+
+    assert approval(kube, tenant, "echo", "approver-1").returncode == 0
+    phase_becomes(kube, tenant, "echo", "Ready", timeout=READY_TIMEOUT)
+    answer = execute(kube, tenant, "echo", {"text": "wheel"})
+    assert answer["port"] == "echoed", answer
+    assert answer["output"]["text"] == "WHEEL!", "the wheel's code, with the configured suffix"
+
+    (pod,) = pods_of(kube, tenant, "echo")
+    assert pod["spec"]["runtimeClassName"] == "gvisor"
+    (fetched,) = pod["status"]["initContainerStatuses"]
+    assert fetched["name"] == "fetch"
+    assert fetched["state"]["terminated"]["exitCode"] == 0
+    logs = kube.run("logs", pod["metadata"]["name"], "-c", "fetch", namespace=tenant).stdout
+    assert json.loads(logs.strip().splitlines()[-1])["digest"] == sha256(data)
+
+
+def test_a_wheel_that_bundles_a_vulnerable_package_is_blocked_by_its_scan(
+    kube: Kube, tenant: str, repository: Repository
+) -> None:
+    name, data = BUILD.wheel(ECHO, bundles=[("requests", "2.19.0")])
+    repository.files[f"/{tenant}/vulnerable/{name}"] = data
+    url = f"{repository.url}/{tenant}/vulnerable/{name}"
+    blocked = publish(kube, tenant, wheel_plugin("vulnerable", url, data), "Blocked")
+    scanned = condition(blocked, "Scanned")
+    assert scanned["reason"] == "ScanFailed"
+    assert scanned["message"].startswith(
+        f"{scanfixtures.FIXED_CVE} (HIGH) in requests 2.19.0, fixed in 2.20.0"
+    ), scanned["message"]
+
+
+def test_bytes_changed_behind_the_same_url_after_approval_never_load(
+    kube: Kube, tenant: str, repository: Repository
+) -> None:
+    """The attacker controls the artifact server: after approval they swap the wheel behind the
+    approved URL. The next pod's fetcher refuses it by digest, and no plugin code runs."""
+    name, data = BUILD.wheel(ECHO)
+    path = f"/{tenant}/swapped/{name}"
+    repository.files[path] = data
+    publish(kube, tenant, wheel_plugin("swapped", repository.url + path, data), "AwaitingApproval")
+    assert approval(kube, tenant, "swapped", "approver-1").returncode == 0
+    phase_becomes(kube, tenant, "swapped", "Ready", timeout=READY_TIMEOUT)
+
+    repository.files[path] = BUILD.wheel(ECHO, bundles=[("evil", "6.6.6")])[1]
+    (old,) = pods_of(kube, tenant, "swapped")
+    kube.run("delete", "pod", old["metadata"]["name"], "--wait=false", namespace=tenant)
+
+    def refused() -> dict[str, Any] | None:
+        for pod in pods_of(kube, tenant, "swapped"):
+            if pod["metadata"]["name"] == old["metadata"]["name"]:
+                continue
+            for status in pod.get("status", {}).get("initContainerStatuses") or []:
+                ended = status.get("lastState", {}).get("terminated") or status.get(
+                    "state", {}
+                ).get("terminated")
+                if ended and ended.get("exitCode") == 1:
+                    return pod
+        return None
+
+    pod = until("the new pod's fetcher to refuse the swapped wheel", refused, timeout=120)
+    (fetch,) = pod["status"]["initContainerStatuses"]
+    ended = fetch.get("lastState", {}).get("terminated") or fetch["state"]["terminated"]
+    assert ended["message"].startswith("SecurityError: "), ended
+    assert f"not the pinned {sha256(data)}" in ended["message"]
+    (plugin,) = pod["status"]["containerStatuses"]
+    assert plugin["state"].get("waiting", {}).get("reason") == "PodInitializing"
+    assert "running" not in plugin["state"]
+
+
+def test_a_wasm_module_runs_on_wasmtime_under_gvisor_within_its_memory_limit(
+    kube: Kube, tenant: str, repository: Repository
+) -> None:
+    """The same host, the wasm strategy: the module answers through the node contract, and a
+    module that asks for more memory than the plugin's resourceProfile.memory does not get it."""
+    for sample in ("echo", "hog"):
+        name, data = BUILD.wasm_module(WASM / sample)
+        repository.files[f"/{tenant}/{name}"] = data
+        document = wasm_plugin(sample, sample, f"{repository.url}/{tenant}/{name}", data)
+        awaiting = publish(kube, tenant, document, "AwaitingApproval")
+        assert condition(awaiting, "Scanned")["reason"] == "ScanPassed"
+        assert approval(kube, tenant, sample, "approver-1").returncode == 0
+    for sample in ("echo", "hog"):
+        phase_becomes(kube, tenant, sample, "Ready", timeout=READY_TIMEOUT)
+    answer = execute(kube, tenant, "echo", {"text": "wasm"})
+    assert answer["port"] == "echoed", answer
+    assert answer["output"] == {"inputs": {"text": "wasm"}, "properties": {}}
+    (pod,) = pods_of(kube, tenant, "echo")
+    assert pod["spec"]["runtimeClassName"] == "gvisor"
+    hog = execute(kube, tenant, "hog", {"text": "more"})
+    assert hog["output"] == {"grown": False}, "256 MiB more is past the 192Mi limit"
+
+
+def test_a_wasm_module_with_a_credential_in_its_data_is_blocked_by_its_scan(
+    kube: Kube, tenant: str, repository: Repository
+) -> None:
+    import wasmtime  # noqa: PLC0415
+
+    text = (
+        f"AWS_ACCESS_KEY_ID={scanfixtures.FAKE_KEY_ID}\\n"
+        f"AWS_SECRET_ACCESS_KEY={scanfixtures.FAKE_SECRET}\\n"
+    )
+    data = bytes(wasmtime.wat2wasm(f'(module (memory 1) (data (i32.const 0) "{text}"))'))
+    repository.files[f"/{tenant}/leaky.wasm"] = data
+    document = wasm_plugin("leaky", "echo", f"{repository.url}/{tenant}/leaky.wasm", data)
+    blocked = publish(kube, tenant, document, "Blocked")
+    scanned = condition(blocked, "Scanned")
+    assert scanned["reason"] == "ScanFailed"
+    assert "secret" in scanned["message"].lower(), scanned["message"]
+    assert scanfixtures.FAKE_SECRET not in json.dumps(blocked)
