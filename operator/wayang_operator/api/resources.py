@@ -634,9 +634,10 @@ class PluginPolicy(ApiModel):
 class Artifact(ApiModel):
     coordinate: Annotated[str, Field(min_length=1, max_length=512)]
     digest: Digest
-    type: Annotated[ImplementationType, LAX] = ImplementationType.CONTAINER
+    type: Annotated[ImplementationType, LAX] | None = None
     """The plugin's implementation type: how the artifact is fetched and read (an image is
-    pulled; a wheel is fetched from `repository`, checked and unpacked)."""
+    pulled; a wheel is fetched from `repository`, checked and unpacked). Absent: `container`.
+    No schema default: the API server would add it to the spec the operator signed."""
     repository: Uri | None = None
     """Where a fetched artifact comes from (the plugin's implementation.repository)."""
 

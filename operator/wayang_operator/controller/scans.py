@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from .. import metrics
-from ..api.descriptor import PluginDescriptor
+from ..api.descriptor import ImplementationType, PluginDescriptor
 from ..api.errors import ErrorPayload, ErrorType
 from ..api.resources import ScanReportSpec, ScanReportStatus, report_name
 from ..core.artifacts import STRATEGIES, ScanInput, repository_of, strategy
@@ -183,10 +183,11 @@ class Scanner:
         folder that is removed after the scan."""
         artifact = spec.artifact
         digest = artifact.digest
-        if STRATEGIES[artifact.type].scan is ScanInput.FILES:
+        implementation = artifact.type or ImplementationType.CONTAINER
+        if STRATEGIES[implementation].scan is ScanInput.FILES:
             config = await self._pull_config(namespace, spec)
             source = http.Source(
-                artifact.type.value, artifact.repository or "", artifact.coordinate, digest
+                implementation.value, artifact.repository or "", artifact.coordinate, digest
             )
             auth = http.basic_auth(config, source.repository) if config else None
             try:
@@ -197,7 +198,7 @@ class Scanner:
             with tempfile.TemporaryDirectory(prefix="wayang-artifact-") as folder:
                 try:
                     await asyncio.to_thread(http.unpack, data, Path(folder))
-                    if STRATEGIES[artifact.type].strings:
+                    if STRATEGIES[implementation].strings:
                         await asyncio.to_thread(wasmstrings.extract, Path(folder))
                 except http.FetchError as error:
                     raise trivy.ScanError(
