@@ -7,23 +7,32 @@
 - `clean`: a plugin module and a package the database knows nothing against.
 
 The database is written in trivy's own format (a bbolt file plus metadata.json) by the small Go
-program e2e/tools/trivydb; nothing is downloaded.
+program e2e/tools/trivydb; nothing is downloaded. Beside it is trivy's Java database (`java-db/`,
+SQLite), empty but present: trivy refuses to scan a jar without one, and identifies jars by
+their `META-INF/maven/**/pom.properties` (a jar that shades log4j-core 2.14.1 carries its
+pom.properties, which the database marks vulnerable).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
+import zipfile
 from collections.abc import Iterable, Mapping
+from io import BytesIO
 from pathlib import Path
 
 from e2e.localcluster.build import ensure_built, ensure_tool
 from wayang_operator.images.oci import File, Image, ImageSpec, build
 
 PIP = "pip::GitHub Security Advisory pip"
+MAVEN = "maven::GitHub Security Advisory Maven"
+JAR_CVE = "CVE-2021-44228"
 FIXED_CVE = "CVE-2018-18074"
 UNFIXED_ID = "GHSA-wayg-unfx-0001"
 FAKE_KEY_ID = "AKIA2E0A8F3B244C9986"
@@ -101,6 +110,29 @@ def _entries() -> list[dict[str, object]]:
             },
         },
         {
+            "path": [MAVEN, "org.apache.logging.log4j:log4j-core", JAR_CVE],
+            "value": {
+                "VulnerableVersions": [">=2.0-beta9, <2.15.0"],
+                "PatchedVersions": ["2.15.0"],
+            },
+        },
+        {
+            "path": ["vulnerability", JAR_CVE],
+            "value": {
+                "Title": "log4j-core: remote code execution through JNDI lookups in messages",
+                "Severity": "CRITICAL",
+                "VendorSeverity": {"ghsa": 4},
+            },
+        },
+        {
+            "path": ["data-source", MAVEN],
+            "value": {
+                "ID": "ghsa",
+                "Name": "GitHub Security Advisory Maven",
+                "URL": "https://github.com/advisories?query=type%3Areviewed+ecosystem%3Amaven",
+            },
+        },
+        {
             "path": ["data-source", PIP],
             "value": {
                 "ID": "ghsa",
@@ -129,7 +161,48 @@ def vulnerability_db(cache_dir: Path, updated_at: datetime.datetime | None = Non
         "DownloadedAt": updated.strftime(stamp),
     }
     (db / "metadata.json").write_text(json.dumps(metadata))
+    java_db(cache_dir, updated)
     return cache_dir
+
+
+def java_db(cache_dir: Path, updated: datetime.datetime) -> None:
+    """trivy's Java database (`java-db/trivy-java.db`, trivy-java-db's schema version 1) with
+    no rows: jars are identified by the pom.properties they carry, none by its sha1."""
+    folder = cache_dir / "java-db"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "trivy-java.db").unlink(missing_ok=True)
+    with contextlib.closing(sqlite3.connect(folder / "trivy-java.db")) as db:
+        db.executescript(
+            "CREATE TABLE artifacts(id INTEGER PRIMARY KEY, group_id TEXT, artifact_id TEXT);"
+            "CREATE TABLE indices(artifact_id INTEGER, version TEXT, sha1 BLOB, "
+            "archive_type TEXT, FOREIGN KEY (artifact_id) REFERENCES artifacts(id));"
+            "CREATE UNIQUE INDEX artifacts_idx ON artifacts(artifact_id, group_id);"
+            "CREATE INDEX indices_artifact_idx ON indices(artifact_id);"
+            "CREATE UNIQUE INDEX indices_sha1_idx ON indices(sha1);"
+        )
+    stamp = "%Y-%m-%dT%H:%M:%S.%fZ"
+    metadata = {
+        "Version": 1,
+        "NextUpdate": (updated + datetime.timedelta(days=3650)).strftime(stamp),
+        "UpdatedAt": updated.strftime(stamp),
+        "DownloadedAt": updated.strftime(stamp),
+    }
+    (folder / "metadata.json").write_text(json.dumps(metadata))
+
+
+def shading(jar: bytes, group: str, artifact: str, version: str) -> bytes:
+    """`jar` with another library shaded into it, as far as a scanner sees: that library's
+    `pom.properties` beside the plugin's own (the vulnerable jar of the scan tests)."""
+    out = BytesIO()
+    with zipfile.ZipFile(BytesIO(jar)) as source, zipfile.ZipFile(out, "w") as target:
+        for info in source.infolist():
+            target.writestr(info, source.read(info))
+        properties = f"groupId={group}\nartifactId={artifact}\nversion={version}\n"
+        entry = zipfile.ZipInfo(
+            f"META-INF/maven/{group}/{artifact}/pom.properties", (1980, 1, 1, 0, 0, 0)
+        )
+        target.writestr(entry, properties)
+    return out.getvalue()
 
 
 def offline_scanning(images: Iterable[Image], folder: Path) -> dict[str, str]:

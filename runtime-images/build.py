@@ -82,6 +82,10 @@ SUITE = "bookworm"
 VARIANT = "essential"
 PACKAGES = ("python3-minimal", "python3-jsonschema", "libstdc++6")
 """libstdc++6: google-re2's wheel links it (cel-python, one of the host's libraries, imports it)."""
+JVM = "runtime-jvm"
+"""The JVM runtime host image's folder and `--only` name: the Python host and Debian's JRE, on
+which `jar` and `maven` plugins run (the host starts the JVM, which loads the plugin's jar)."""
+JVM_PACKAGES = (*PACKAGES, "openjdk-17-jre-headless")
 MIRRORS = (
     f"deb http://deb.debian.org/debian {SUITE} main",
     f"deb http://deb.debian.org/debian-security {SUITE}-security main",
@@ -98,6 +102,9 @@ DPKG_OPTIONS = (
     "path-exclude=/usr/share/lintian/*",
 )
 HOOKS = (
+    # the manual folders stay empty (DPKG_OPTIONS) but must exist: update-alternatives links a
+    # manual page for every alternative (the JRE's java), and fails if its folder is missing
+    '--setup-hook=mkdir -p "$1/usr/share/man/man1"',
     # merged /usr with symlinks and the usr-is-merged package: without it apt picks usrmerge,
     # which pulls in all of perl (50 MB)
     "--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr",
@@ -348,26 +355,43 @@ def host_dependencies(*, refresh: bool, epoch: int) -> Path:
     return ensure_dependencies_layer(pins, epoch, name="host", site_dir=HOST_DEPENDENCIES)
 
 
-def runtime_layers(mirrors: Sequence[str], epoch: int, *, refresh: bool) -> list[Path]:
-    """The layers under the host in the runtime image and every sample's: the root filesystem
-    and the host's libraries."""
+def runtime_layers(
+    mirrors: Sequence[str], epoch: int, *, refresh: bool, packages: Sequence[str] = PACKAGES
+) -> list[Path]:
+    """The layers under the host in a runtime image and every sample's: the root filesystem
+    (with `packages`: the JVM host's adds the JRE) and the host's libraries."""
     return [
-        ensure_rootfs(mirrors, epoch, refresh=refresh),
+        ensure_rootfs(mirrors, epoch, refresh=refresh, packages=packages),
         host_dependencies(refresh=refresh, epoch=epoch),
     ]
 
 
+COMMON: dict[str, Any] = {
+    "entrypoint": ENTRYPOINT,
+    "env": ENV,
+    "user": f"{USER}:{USER}",
+    "workdir": "/opt/wayang",
+}
+"""What every runtime host image runs: the host, as the unprivileged user."""
+
+
+def jvm_spec(base: Sequence[Path]) -> ImageSpec:
+    """The JVM runtime host image over `base` (runtime_layers with JVM_PACKAGES): the same host
+    and layer as the Python one, so the node contract is the same code."""
+    version = host_version()
+    return ImageSpec(
+        f"localhost/wayang/{JVM}:{version}",
+        [*base, host_layer()],
+        labels=_labels("Wayang JVM runtime host", version, **{"io.wayang.jre": "openjdk-17"}),
+        **COMMON,
+    )
+
+
 def specs(base: Sequence[Path]) -> list[tuple[str, ImageSpec]]:
-    """(folder name, spec) of the runtime image and of every sample's image, over the layers
-    `base` (runtime_layers)."""
+    """(folder name, spec) of the Python runtime image and of every sample's image, over the
+    layers `base` (runtime_layers)."""
     version = host_version()
     host = host_layer()
-    common: dict[str, Any] = {
-        "entrypoint": ENTRYPOINT,
-        "env": ENV,
-        "user": f"{USER}:{USER}",
-        "workdir": "/opt/wayang",
-    }
     images = [
         (
             "runtime-python",
@@ -375,7 +399,7 @@ def specs(base: Sequence[Path]) -> list[tuple[str, ImageSpec]]:
                 f"localhost/wayang/runtime-python:{version}",
                 [*base, host],
                 labels=_labels("Wayang Python runtime host", version),
-                **common,
+                **COMMON,
             ),
         )
     ]
@@ -394,7 +418,7 @@ def specs(base: Sequence[Path]) -> list[tuple[str, ImageSpec]]:
         images.append(
             (
                 f"sample-{folder.name}",
-                ImageSpec(name, [*base, host, plugin], labels=labels, **common),
+                ImageSpec(name, [*base, host, plugin], labels=labels, **COMMON),
             )
         )
     return images
@@ -812,7 +836,7 @@ def operator_spec(mirrors: Sequence[str], epoch: int, *, refresh: bool) -> Image
 def image_names() -> list[str]:
     """The folder names of every image this script builds: what --only chooses from."""
     samples = sorted(path.name for path in SAMPLES.iterdir() if (path / "plugin.json").is_file())
-    return ["runtime-python", *(f"sample-{name}" for name in samples), OPERATOR]
+    return ["runtime-python", JVM, *(f"sample-{name}" for name in samples), OPERATOR]
 
 
 def chosen(only: Sequence[str] | None) -> list[str]:
@@ -866,9 +890,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         wanted = chosen(args.only)
         images: list[tuple[str, ImageSpec]] = []
-        if set(wanted) - {OPERATOR}:
+        if set(wanted) - {OPERATOR, JVM}:
             base = runtime_layers(mirrors, epoch, refresh=args.refresh)
             images += [(name, spec) for name, spec in specs(base) if name in wanted]
+        if JVM in wanted:
+            base = runtime_layers(mirrors, epoch, refresh=args.refresh, packages=JVM_PACKAGES)
+            images.append((JVM, jvm_spec(base)))
         if OPERATOR in wanted:
             images.append((OPERATOR, operator_spec(mirrors, epoch, refresh=args.refresh)))
         out: Path = args.out.resolve()

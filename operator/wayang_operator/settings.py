@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .api.descriptor import ImplementationType
 from .api.resources import Peer
 
 
@@ -96,8 +97,8 @@ class OperatorSettings(BaseSettings):
     runtime host reach it on the endpoint's port. Needed unless egress there is open anyway."""
     runtime_images: dict[str, str] = Field(default_factory=dict)
     """The runtime host image of each hosted implementation type, pinned by digest, as JSON
-    (`{"python": "registry.example.com/wayang/runtime-python@sha256:..."}`): the plugins of a
-    type without one are not runnable (their status says so)."""
+    (`{"python": "registry.example.com/wayang/runtime-python@sha256:...", "jar": "...jvm@..."}`):
+    the plugins of a type without one are not runnable (their status says so)."""
     plugin_artifacts_to: list[Peer] = Field(default_factory=list)
     """Where the artifact repositories of hosted plugins are (network peers as JSON): their
     pods may reach them on the repository URL's port, to fetch the artifact before it loads."""
@@ -122,6 +123,24 @@ class OperatorSettings(BaseSettings):
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("runtime_images")
+    @classmethod
+    def _hosted_types(cls, value: dict[str, str]) -> dict[str, str]:
+        """A misspelt type would leave its plugins unrunnable with no hint why."""
+        hosted = sorted(
+            t.value for t in ImplementationType if t is not ImplementationType.CONTAINER
+        )
+        for kind, image in value.items():
+            if kind not in hosted:
+                raise ValueError(
+                    f"{kind!r} is not a hosted implementation type ({', '.join(hosted)})"
+                )
+            if "@sha256:" not in image:
+                raise ValueError(
+                    f"the {kind} runtime image {image!r} is not pinned by @sha256: digest"
+                )
+        return value
 
     @field_validator("log_format", mode="before")
     @classmethod

@@ -12,15 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import datetime
 import hashlib
 import http.server
 import importlib.util
+import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -235,14 +239,20 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> OperatorSettings:
 
 
 def _scan(
-    settings: OperatorSettings, repository: str, digest: str, api: RecordingApi
+    settings: OperatorSettings,
+    repository: str,
+    digest: str,
+    api: RecordingApi,
+    *,
+    kind: str = "python",
+    coordinate: str = "wayang-samples-echo",
 ) -> ScanReportStatus:
     spec = ScanReportSpec.model_validate(
         {
             "artifact": {
-                "coordinate": "wayang-samples-echo",
+                "coordinate": coordinate,
                 "digest": digest,
-                "type": "python",
+                "type": kind,
                 "repository": repository,
             },
             "pluginId": "io.wayang.samples/echo",
@@ -330,23 +340,8 @@ def test_a_wasm_module_with_a_credential_in_its_data_is_blocked_and_a_clean_one_
     served.files["/echo.wasm"] = clean
     served.files["/leaky.wasm"] = leaky_module()
     for name, data in (("echo", clean), ("leaky", served.files["/leaky.wasm"])):
-        spec = ScanReportSpec.model_validate(
-            {
-                "artifact": {
-                    "coordinate": name,
-                    "digest": sha256(data),
-                    "type": "wasm",
-                    "repository": f"{base}/{name}.wasm",
-                },
-                "pluginId": f"acme/{name}",
-                "version": "1.0.0",
-            }
-        )
-        api = RecordingApi()
-        scanner = scans.Scanner(settings, api, Attestor.generate())  # type: ignore[arg-type]
-        record = scans.ScanRecord(name, spec, None)
-        asyncio.run(scanner.scan("team-a", record, datetime.timedelta(hours=24)))
-        status = ScanReportStatus.model_validate(api.status)
+        url = f"{base}/{name}.wasm"
+        status = _scan(settings, url, sha256(data), RecordingApi(), kind="wasm", coordinate=name)
         assert status.report is not None, status.last_error
         ok, reason = _decided(status)
         if name == "echo":
@@ -354,4 +349,79 @@ def test_a_wasm_module_with_a_credential_in_its_data_is_blocked_and_a_clean_one_
         else:
             assert not ok
             assert "secret" in reason.lower(), reason
-            assert scanfixtures.FAKE_SECRET not in json.dumps(api.status)
+            assert scanfixtures.FAKE_SECRET not in status.model_dump_json()
+
+
+# --- jars: a Maven repository, scanned with trivy's Java database --------------------------------
+
+MAVEN_JAR = "/maven2/io/wayang/samples/echo/1.0.0/echo-1.0.0.jar"
+
+
+def plugin_jar() -> bytes:
+    """A plugin jar as a build leaves it: its classes and its own pom.properties."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as jar:
+        jar.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\n")
+        jar.writestr(
+            "META-INF/maven/io.wayang.samples/echo/pom.properties",
+            "groupId=io.wayang.samples\nartifactId=echo\nversion=1.0.0\n",
+        )
+        jar.writestr("io/wayang/samples/Echo.class", b"\xca\xfe\xba\xbe")
+    return out.getvalue()
+
+
+def test_a_maven_coordinate_is_the_jar_in_the_repository_layout_kept_whole(
+    server: tuple[str, Files], tmp_path: Path
+) -> None:
+    base, served = server
+    data = plugin_jar()
+    served.files[MAVEN_JAR] = data
+    coordinate = "io.wayang.samples:echo:1.0.0"
+    source = fetching.Source("maven", f"{base}/maven2", coordinate, sha256(data))
+    assert fetching.locate(source) == base + MAVEN_JAR
+    assert fetching.fetch(source) == data
+    assert fetching.unpack(data, tmp_path, "maven") == ["artifact.jar"]
+    assert (tmp_path / "artifact.jar").read_bytes() == data
+    for bad in ("echo", "io.wayang:echo", "io.wayang:../echo:1", "a/b:c:1"):
+        with pytest.raises(fetching.FetchError, match=r"implementation\.coordinate") as caught:
+            fetching.locate(dataclasses.replace(source, coordinate=bad))
+        assert caught.value.kind == "ValidationError"
+
+
+def test_the_scanner_blocks_a_jar_that_shades_a_vulnerable_library(
+    server: tuple[str, Files], settings: OperatorSettings
+) -> None:
+    base, served = server
+    clean = plugin_jar()
+    vulnerable = scanfixtures.shading(clean, "org.apache.logging.log4j", "log4j-core", "2.14.1")
+    served.files["/clean/echo-1.0.0.jar"] = clean
+    served.files["/vulnerable/echo-1.0.0.jar"] = vulnerable
+    passed = _scan(settings, f"{base}/clean/echo-1.0.0.jar", sha256(clean), RecordingApi(),
+                   kind="jar", coordinate="echo")  # fmt: skip
+    assert passed.report is not None, passed.last_error
+    assert _decided(passed)[0], _decided(passed)[1]
+    blocked = _scan(settings, f"{base}/vulnerable/echo-1.0.0.jar", sha256(vulnerable),
+                    RecordingApi(), kind="jar", coordinate="echo")  # fmt: skip
+    assert blocked.report is not None, blocked.last_error
+    found = {(v.cve, v.package, v.version) for v in blocked.report.vulnerabilities or []}
+    assert (scanfixtures.JAR_CVE, "org.apache.logging.log4j:log4j-core", "2.14.1") in found
+    ok, reason = _decided(blocked)
+    assert not ok
+    assert scanfixtures.JAR_CVE in reason, reason
+
+
+def test_an_offline_scanner_without_the_java_database_does_not_call_a_jar_clean(
+    server: tuple[str, Files], settings: OperatorSettings, tmp_path: Path
+) -> None:
+    base, served = server
+    data = plugin_jar()
+    served.files[MAVEN_JAR] = data
+    cache = tmp_path / "cache"
+    shutil.copytree(settings.scan_cache_dir / "db", cache / "db")  # no java-db/
+    without = settings.model_copy(update={"scan_cache_dir": cache})
+    status = _scan(without, f"{base}/maven2", sha256(data), RecordingApi(), kind="maven",
+                   coordinate="io.wayang.samples:echo:1.0.0")  # fmt: skip
+    assert status.report is None
+    assert status.last_error is not None
+    assert "Java database" in status.last_error.message
+    assert f"{cache}/java-db" in status.last_error.message

@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from wayang_operator import __version__
+from wayang_operator.settings import OperatorSettings
 
 
 def operator(*args: str) -> subprocess.CompletedProcess[str]:
@@ -39,8 +40,6 @@ def test_plugin_telemetry_comes_from_json_variables(monkeypatch: pytest.MonkeyPa
 
     from wayang_operator.controller.handlers import workload_options  # noqa: PLC0415
     from wayang_operator.controller.runtime import RUNTIME  # noqa: PLC0415
-    from wayang_operator.settings import OperatorSettings  # noqa: PLC0415
-
     monkeypatch.setenv(
         "WAYANG_PLUGIN_METRICS_FROM",
         '[{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]',
@@ -61,3 +60,12 @@ def test_plugin_telemetry_comes_from_json_variables(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("WAYANG_PLUGIN_OTLP_TO", '[{"cidr": "everywhere"}]')
     with pytest.raises(ValidationError, match="plugin_otlp_to"):
         OperatorSettings()
+
+
+def test_a_runtime_image_for_an_unknown_type_or_without_a_digest_is_refused_at_start() -> None:
+    pinned = "localhost/wayang/runtime-jvm@sha256:" + "ab" * 32
+    assert OperatorSettings(runtime_images={"jar": pinned}).runtime_images == {"jar": pinned}
+    with pytest.raises(ValueError, match="'jvm' is not a hosted implementation type"):
+        OperatorSettings(runtime_images={"jvm": pinned})
+    with pytest.raises(ValueError, match="not pinned by @sha256: digest"):
+        OperatorSettings(runtime_images={"wasm": "localhost/wayang/runtime-python:0.1.0"})

@@ -458,6 +458,21 @@ class ApprovalPolicy(ApiModel):
     (Argo CD, Flux, a CI job) count, for the key's owner; without one it counts for nothing."""
 
 
+class TypeRuntimeClasses(ApiModel):
+    """The RuntimeClass per sandbox level of one implementation type, where it differs from
+    the level's (a wasm module is itself a sandbox, so a policy may run semi-trusted wasm on
+    runc and keep gVisor for semi-trusted containers)."""
+
+    type: Annotated[ImplementationType, LAX]
+    """The implementation type these RuntimeClasses are for."""
+    trusted: ShortText | None = None
+    """RuntimeClass of trusted plugins of this type; omitted: the level's."""
+    semi_trusted: ShortText | None = Field(default=None, alias="semi-trusted")
+    """RuntimeClass of semi-trusted plugins of this type; omitted: the level's."""
+    untrusted: ShortText | None = None
+    """RuntimeClass of untrusted plugins of this type; omitted: the level's."""
+
+
 class RuntimeClasses(ApiModel):
     """RuntimeClass per sandbox level; empty means the node's default runtime (runc)."""
 
@@ -467,6 +482,21 @@ class RuntimeClasses(ApiModel):
     """RuntimeClass of semi-trusted plugins."""
     untrusted: ShortText = "gvisor"
     """RuntimeClass of untrusted plugins."""
+    by_type: (
+        Annotated[
+            list[TypeRuntimeClasses],
+            Field(
+                max_length=8,
+                json_schema_extra={
+                    "x-kubernetes-list-type": "map",
+                    "x-kubernetes-list-map-keys": ["type"],
+                },
+            ),
+        ]
+        | None
+    ) = None
+    """Per implementation type, the levels whose RuntimeClass differs for that type. When a
+    policy names runtimeClasses, types it does not list here run under the level's class."""
 
 
 class Port(ApiModel):

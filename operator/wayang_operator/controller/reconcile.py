@@ -50,7 +50,7 @@ from ..core.gates import Reason
 from ..core.pipeline import AuditDecision, Evaluation, Facts, ScanFacts, evaluate
 from ..core.policy import NamedPolicy, applicable
 from ..core.running import SERVING
-from ..core.scanpolicy import scan_facts
+from ..core.scanpolicy import decide as decide_scan
 from ..core.workload import NO_TELEMETRY, Active, Owner
 from ..kube import KubeApi
 from ..manifests.validate import parse_model
@@ -212,7 +212,7 @@ def _scan_facts(
     if spec is None:
         return None
     record = indexes.scan(snapshot.namespace, spec.implementation.digest)
-    return scan_facts(spec, record.trusted_status if record else None, policies, now)
+    return decide_scan(record.trusted_status if record else None, policies, now)
 
 
 def _withdrawals(status: dict[str, Any]) -> tuple[Withdrawal, ...]:

@@ -176,6 +176,11 @@ class Scanner:
         data = await self.api.secret_data(namespace, spec.pull_secret) or {}
         return data.get(".dockerconfigjson")
 
+    def _has_java_db(self) -> bool:
+        """Whether trivy can read jars: it downloads its Java database itself unless offline."""
+        java_db = Path(self.settings.scan_cache_dir) / "java-db" / "metadata.json"
+        return not self.settings.scan_offline or java_db.is_file()
+
     @contextlib.asynccontextmanager
     async def target(self, namespace: str, spec: ScanReportSpec) -> AsyncIterator[trivy.Target]:
         """What trivy reads: the image by digest (or its local archive), or, for a fetched
@@ -185,6 +190,14 @@ class Scanner:
         digest = artifact.digest
         implementation = artifact.type or ImplementationType.CONTAINER
         if STRATEGIES[implementation].scan is ScanInput.FILES:
+            if STRATEGIES[implementation].java_db and not self._has_java_db():
+                raise trivy.ScanError(
+                    ErrorType.VALIDATION_ERROR,
+                    f"a {implementation.value} artifact is scanned with trivy's Java database, "
+                    f"and the offline scanner has none in {self.settings.scan_cache_dir}/java-db "
+                    "(copy one there, as for the vulnerability database)",
+                    retryable=True,
+                )
             config = await self._pull_config(namespace, spec)
             source = http.Source(
                 implementation.value, artifact.repository or "", artifact.coordinate, digest
@@ -197,7 +210,7 @@ class Scanner:
                 raise trivy.ScanError(kind, error.message, retryable=error.retryable) from error
             with tempfile.TemporaryDirectory(prefix="wayang-artifact-") as folder:
                 try:
-                    await asyncio.to_thread(http.unpack, data, Path(folder))
+                    await asyncio.to_thread(http.unpack, data, Path(folder), implementation.value)
                     if STRATEGIES[implementation].strings:
                         await asyncio.to_thread(wasmstrings.extract, Path(folder))
                 except http.FetchError as error:

@@ -3,9 +3,8 @@ scan gate, the runnable check and the renderer, so none of them branches on the 
 
 A strategy says how trivy reads the artifact (an image, or the unpacked files of a fetched one),
 whether the plugin runs in its own image or on a platform runtime host (whose image the operator
-is configured with, pinned by digest), and where the host finds the verified artifact. A type
-without a host yet says so in `missing`: it is refused with that reason by the Scanned gate and
-the runnable check, never approved into a workload that cannot start.
+is configured with, pinned by digest), where the host finds the verified artifact, and which
+limits the host enforces itself.
 
 Adding a type is adding its strategy (and its host image, fetcher and scanner input); the
 reconcile code is unchanged.
@@ -44,16 +43,20 @@ class Strategy:
     the pod), not in an image of its own."""
     load_path: str = ""
     """Where the pod's fetcher unpacks the verified artifact for the host (read-only there)."""
-    missing: str | None = None
-    """Why this type cannot be scanned or run yet; None when it can."""
     default_repository: str | None = None
     """Where the artifact is when `implementation.repository` is omitted."""
-    host_limits: bool = False
-    """The host enforces the memory limit and the filesystem grant itself (a wasm module's
-    memory and WASI preopens): the renderer passes them to it."""
+    memory_env: str = ""
+    """The host variable the renderer sets to the plugin's memory limit, for a host that keeps
+    the plugin inside it itself (a wasm store's limit, a JVM's heap); empty: the cgroup only."""
+    preopen_env: str = ""
+    """The host variable the renderer sets to the writable folder of the `filesystem` grant
+    (empty without it), for a host that grants files itself (WASI preopens)."""
     strings: bool = False
     """The artifact is a binary whose embedded text trivy's secret scanner skips: its strings
     are extracted next to it before the scan."""
+    java_db: bool = False
+    """trivy reads the artifact (a jar) only with its Java database beside the vulnerability
+    database: an offline scanner without one refuses to scan it rather than call it clean."""
 
 
 STRATEGIES: Mapping[ImplementationType, Strategy] = {
@@ -68,18 +71,24 @@ STRATEGIES: Mapping[ImplementationType, Strategy] = {
         ScanInput.FILES,
         hosted=True,
         load_path="/opt/wayang/plugin",
-        host_limits=True,
+        memory_env="WAYANG_WASM_MEMORY",
+        preopen_env="WAYANG_WASM_PREOPEN",
         strings=True,
     ),
     ImplementationType.JAR: Strategy(
         ScanInput.FILES,
         hosted=True,
-        missing="jar plugins have no JVM runtime host yet (see the README's status table)",
+        load_path="/opt/wayang/plugin",
+        memory_env="WAYANG_JVM_MEMORY",
+        java_db=True,
     ),
     ImplementationType.MAVEN: Strategy(
         ScanInput.FILES,
         hosted=True,
-        missing="maven plugins have no JVM runtime host yet (see the README's status table)",
+        load_path="/opt/wayang/plugin",
+        default_repository="https://repo.maven.apache.org/maven2/",
+        memory_env="WAYANG_JVM_MEMORY",
+        java_db=True,
     ),
 }
 
@@ -90,13 +99,13 @@ def strategy(implementation: PluginImplementation) -> Strategy:
 
 def repository_of(implementation: PluginImplementation) -> str | None:
     """Where a fetched artifact comes from: `implementation.repository`, else the type's
-    default (PyPI's simple index for python)."""
+    default (PyPI's simple index for python, Maven Central for maven)."""
     return implementation.repository or strategy(implementation).default_repository
 
 
 @dataclass(frozen=True)
 class Runtimes:
-    """The platform's runtime hosts (the operator's settings, the chart's runtimeImages): the
+    """The platform's runtime hosts (the operator's settings, the chart's runtimes.images): the
     pinned image per hosted type, and where the artifact sources are, so the pods of hosted
     plugins may fetch from them whatever their own grants."""
 

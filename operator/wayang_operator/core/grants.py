@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..api.descriptor import Capability, PluginDescriptor, SandboxLevel
+from ..api.descriptor import Capability, ImplementationType, PluginDescriptor, SandboxLevel
 from ..api.resources import (
     CapabilityGrants,
     EgressGrant,
@@ -38,6 +38,8 @@ from ..api.resources import (
     NetworkGrant,
     Peer,
     PluginPolicySpec,
+    RuntimeClasses,
+    TypeRuntimeClasses,
 )
 from . import quantity
 from .configuration import secret_refs
@@ -63,6 +65,11 @@ DEFAULT_RUNTIME_CLASSES = {
     SandboxLevel.SEMI_TRUSTED: "gvisor",
     SandboxLevel.UNTRUSTED: "gvisor",
 }
+DEFAULT_TYPE_RUNTIME_CLASSES = {(ImplementationType.WASM, SandboxLevel.SEMI_TRUSTED): ""}
+"""Where a type's default differs from its level's: semi-trusted wasm runs on runc, since the
+module is itself sandboxed by the host (no sockets, no files without the `filesystem` grant,
+its memory limited, its calls interrupted at the deadline); untrusted wasm stays on gVisor.
+Applies only where no policy names runtimeClasses."""
 _GRANT_OF: dict[Capability, Callable[[CapabilityGrants], Any]] = {
     Capability.NETWORK: lambda grants: grants.network,
     Capability.FILESYSTEM: lambda grants: grants.filesystem,
@@ -120,29 +127,43 @@ def secret_name(scope: str) -> str:
     return name[:253] or "invalid"
 
 
+def _level_class(classes: RuntimeClasses | TypeRuntimeClasses, level: SandboxLevel) -> str | None:
+    return {
+        SandboxLevel.TRUSTED: classes.trusted,
+        SandboxLevel.SEMI_TRUSTED: classes.semi_trusted,
+        SandboxLevel.UNTRUSTED: classes.untrusted,
+    }[level]
+
+
+def _policy_class(classes: RuntimeClasses, level: SandboxLevel, kind: ImplementationType) -> str:
+    """One policy's RuntimeClass for the level and type: its byType row's, else the level's."""
+    for row in classes.by_type or ():
+        if row.type is kind and (chosen := _level_class(row, level)) is not None:
+            return chosen
+    return _level_class(classes, level) or ""
+
+
 def runtime_class(spec: PluginDescriptor, policies: list[NamedPolicy]) -> str:
-    """The RuntimeClass for the sandbox level ("" = the node's default runtime). Policies that
-    name classes must agree: one policy cannot weaken another's choice of sandbox."""
-    level = spec.sandbox_level
+    """The RuntimeClass for the sandbox level and implementation type ("" = the node's default
+    runtime). Policies that name classes must agree: one policy cannot weaken another's choice
+    of sandbox. Without any: DEFAULT_TYPE_RUNTIME_CLASSES, else DEFAULT_RUNTIME_CLASSES."""
+    level, kind = spec.sandbox_level, spec.implementation.type
     chosen: dict[str, str] = {}
     for policy in policies:
         classes = policy.spec.runtime_classes
         if classes is not None:
-            by_level = {
-                SandboxLevel.TRUSTED: classes.trusted,
-                SandboxLevel.SEMI_TRUSTED: classes.semi_trusted,
-                SandboxLevel.UNTRUSTED: classes.untrusted,
-            }
-            chosen.setdefault(by_level[level], policy.name)
+            chosen.setdefault(_policy_class(classes, level, kind), policy.name)
     if len(chosen) > 1:
         named = ", ".join(
             f"{policy!r} wants {value or 'the default runtime'!r}"
             for value, policy in chosen.items()
         )
         raise NotGranted(
-            Reason.POLICIES_DISAGREE, f"policies disagree on the RuntimeClass for {level}: {named}"
+            Reason.POLICIES_DISAGREE,
+            f"policies disagree on the RuntimeClass for {level} {kind} plugins: {named}",
         )
-    return next(iter(chosen), DEFAULT_RUNTIME_CLASSES[level])
+    default = DEFAULT_TYPE_RUNTIME_CLASSES.get((kind, level), DEFAULT_RUNTIME_CLASSES[level])
+    return next(iter(chosen), default)
 
 
 def _grants(policy: NamedPolicy) -> CapabilityGrants:

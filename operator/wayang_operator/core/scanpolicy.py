@@ -13,11 +13,9 @@ from __future__ import annotations
 import datetime
 import re
 
-from ..api.descriptor import PluginDescriptor
 from ..api.errors import ErrorType
 from ..api.resources import ScanPolicy, ScanReportStatus, SeverityThreshold
 from ..api.scan import RANK, ScanSummary, Severity, Vulnerability
-from .artifacts import strategy
 from .pipeline import ScanFacts
 from .policy import NamedPolicy
 
@@ -95,27 +93,6 @@ def _check(status: ScanReportStatus, policy: ScanPolicy, now: datetime.datetime)
         if policy.allowed_licenses is not None and name not in policy.allowed_licenses:
             return f"license {name} is not among the allowed licenses"
     return None
-
-
-def scan_facts(
-    spec: PluginDescriptor,
-    status: ScanReportStatus | None,
-    policies: list[NamedPolicy],
-    now: datetime.datetime,
-) -> ScanFacts | None:
-    """The Scanned facts of a plugin from the ScanReport of its digest (None: no result yet).
-    An artifact of a type that has no strategy yet cannot be scanned, so only a policy that
-    does not require a scan admits it."""
-    missing = strategy(spec.implementation).missing
-    if missing is not None:
-        return ScanFacts(
-            False,
-            f"{missing}: the artifact is not scanned, so only a policy with scan.required: "
-            "false admits it",
-            error=ErrorType.VALIDATION_ERROR,
-            failed=True,
-        )
-    return decide(status, policies, now)
 
 
 def decide(

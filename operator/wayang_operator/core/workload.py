@@ -126,15 +126,13 @@ def image_of(spec: PluginDescriptor, runtimes: Runtimes = NO_RUNTIMES) -> str:
     the pod's fetcher verified."""
     implementation = spec.implementation
     how = strategy(implementation)
-    if how.missing is not None:
-        raise NotRunnable(f"implementation.type {implementation.type}: {how.missing}")
     if not how.hosted:
         return pinned_reference(implementation.coordinate, implementation.digest)
     host = runtimes.image(implementation.type)
     if host is None:
         raise NotRunnable(
             f"no runtime host image for {implementation.type} plugins is configured (the "
-            "chart's runtimeImages, WAYANG_RUNTIME_IMAGES)"
+            "chart's runtimes.images, WAYANG_RUNTIME_IMAGES)"
         )
     return host
 
@@ -301,13 +299,12 @@ def _fetcher(
         {"name": ARTIFACT_VOLUME, "mountPath": how.load_path, "readOnly": True}
     )
     host["env"].append({"name": "WAYANG_PLUGIN_PATH", "value": how.load_path})
-    if how.host_limits:  # the grants, compiled for a host that enforces them itself
-        memory = host["resources"]["limits"]["memory"]
+    # the grants, compiled for a host that enforces them itself
+    if how.memory_env:
+        host["env"].append({"name": how.memory_env, "value": host["resources"]["limits"]["memory"]})
+    if how.preopen_env:
         preopen = WRITABLE_PATHS[1] if powers.writable is not None else ""
-        host["env"] += [
-            {"name": "WAYANG_WASM_MEMORY", "value": memory},
-            {"name": "WAYANG_WASM_PREOPEN", "value": preopen},
-        ]
+        host["env"].append({"name": how.preopen_env, "value": preopen})
     pull_env = [{"name": "WAYANG_PULL_CONFIG", "value": f"{PULL_PATH}/config.json"}]
     pull_mount = [{"name": PULL_VOLUME, "mountPath": PULL_PATH, "readOnly": True}]
     if not pull_secret:

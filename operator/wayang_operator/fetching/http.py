@@ -8,7 +8,11 @@ behind the same URL after approval never loads). So it uses the standard library
 when the module is there: the operator has it, and so has the runtime image's library layer).
 
 Where the file is (docs/artifacts.md):
-- `repository` ending in `.whl` (python) or naming a file (the other types): that URL;
+- `repository` ending in `.whl` (python) or naming a file (`wasm`, `jar`): that URL;
+- for `maven`, a Maven repository (Maven Central's when omitted): `coordinate`
+  `group:artifact:version` is the file `<repository>/<group as path>/<artifact>/<version>/
+  <artifact>-<version>.jar` (only that jar: its dependencies are shaded into it, since every
+  byte that runs is pinned by the one digest);
 - otherwise, for python, a PEP 503 "simple" index: the project page
   `<repository>/<normalized coordinate>/` is read and the file is the link whose `#sha256=`
   fragment is the pinned digest (the coordinate may say `name==version`; only the name is used,
@@ -167,8 +171,28 @@ def normalized(name: str) -> str:
 
 
 def is_direct(source: Source) -> bool:
-    """The repository is the file itself, not an index."""
+    """The repository is the file itself, not an index or a Maven repository."""
+    if source.type == "maven":
+        return False
     return source.type != "python" or urlsplit(source.repository).path.endswith(".whl")
+
+
+MAVEN_COORDINATE = re.compile(r"([A-Za-z0-9_.-]+):([A-Za-z0-9_.-]+):([A-Za-z0-9_.+-]+)")
+"""`group:artifact:version`, each part a Maven identifier (no slashes: the parts become a path)."""
+
+
+def maven_path(coordinate: str) -> str:
+    """The path of a Maven coordinate's jar in the Maven repository layout."""
+    found = MAVEN_COORDINATE.fullmatch(coordinate)
+    if found is None or ".." in found.groups():
+        raise FetchError(
+            "ValidationError",
+            f"implementation.coordinate {coordinate!r} is not 'group:artifact:version' "
+            "(e.g. io.wayang.samples:echo:1.0.0)",
+            retryable=False,
+        )
+    group, artifact, version = found.groups()
+    return f"{group.replace('.', '/')}/{artifact}/{version}/{artifact}-{version}.jar"
 
 
 def locate(source: Source, auth: tuple[str, str] | None = None, opener: Opener = _open) -> str:
@@ -182,6 +206,8 @@ def locate(source: Source, auth: tuple[str, str] | None = None, opener: Opener =
         )
     if is_direct(source):
         return source.repository
+    if source.type == "maven":
+        return urljoin(source.repository.rstrip("/") + "/", maven_path(source.coordinate))
     project = re.split(r"[=<>!~ ;\[]", source.coordinate, maxsplit=1)[0]
     page = urljoin(source.repository.rstrip("/") + "/", normalized(project) + "/")
     body = bytearray()
@@ -223,15 +249,21 @@ def fetch(source: Source, auth: tuple[str, str] | None = None, opener: Opener = 
     return bytes(data)
 
 
-def unpack(data: bytes, folder: Path) -> list[str]:
-    """Unpack a zip artifact (a wheel, a jar) into `folder`, read-only; names that would leave
-    the folder, links and devices are refused. A single-file artifact (a wasm module) is kept
-    as `artifact`. Returns the names written."""
-    if not zipfile.is_zipfile(BytesIO(data)):
-        target = folder / "artifact"
+KEPT_WHOLE = {"jar": "artifact.jar", "maven": "artifact.jar"}
+"""Types whose archive is kept as one file, by this name: the JVM loads a jar as a jar, and
+trivy identifies a jar (its `pom.properties`) only as a `.jar` file."""
+
+
+def unpack(data: bytes, folder: Path, kind: str = "python") -> list[str]:
+    """Unpack a zip artifact (a wheel) into `folder`, read-only; names that would leave the
+    folder, links and devices are refused. A single-file artifact (a wasm module) is kept as
+    `artifact`, a jar (type `kind`) as KEPT_WHOLE says. Returns the names written."""
+    whole = KEPT_WHOLE.get(kind) or ("artifact" if not zipfile.is_zipfile(BytesIO(data)) else None)
+    if whole is not None:
+        target = folder / whole
         target.write_bytes(data)
         target.chmod(0o444)
-        return ["artifact"]
+        return [whole]
     written: list[str] = []
     with zipfile.ZipFile(BytesIO(data)) as archive:
         for info in archive.infolist():
@@ -273,7 +305,7 @@ def main() -> int:
     if config and Path(config).is_file():
         auth = basic_auth(Path(config).read_bytes(), source.repository)
     try:
-        names = unpack(fetch(source, auth), folder)
+        names = unpack(fetch(source, auth), folder, source.type)
     except FetchError as error:
         line = f"{error.kind}: {error.message}"
         refused = {"event": "fetch refused", "error": error.kind, "message": line}

@@ -1,6 +1,6 @@
 """One strategy per implementation type: what the scan gate, the runnable check and the
 renderer read, so a python plugin runs on the runtime host with its wheel fetched into the pod,
-and a type without a host is refused with that reason by every one of them."""
+and a jar on the JVM host with its heap bounded by the plugin's memory."""
 
 from __future__ import annotations
 
@@ -25,7 +25,6 @@ from wayang_operator.core.availability import PodRecord
 from wayang_operator.core.breaker import Severity
 from wayang_operator.core.contract import admission_problems
 from wayang_operator.core.policy import NamedPolicy
-from wayang_operator.core.scanpolicy import scan_facts
 from wayang_operator.core.workload import NotRunnable, Owner, render, runnable
 from wayang_operator.scanning import wasmstrings
 
@@ -63,12 +62,9 @@ def by_kind(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 def test_every_type_has_a_strategy() -> None:
     assert set(STRATEGIES) == set(ImplementationType)
-    runnable_types = {kind for kind, how in STRATEGIES.items() if how.missing is None}
-    assert runnable_types == {
-        ImplementationType.CONTAINER,
-        ImplementationType.PYTHON,
-        ImplementationType.WASM,
-    }
+    hosted = {kind for kind, how in STRATEGIES.items() if how.hosted}
+    assert hosted == set(ImplementationType) - {ImplementationType.CONTAINER}
+    assert all(STRATEGIES[kind].load_path for kind in hosted)
 
 
 def test_a_python_plugin_runs_on_the_host_with_its_wheel_fetched_read_only() -> None:
@@ -117,18 +113,26 @@ def test_without_a_host_image_a_python_plugin_is_not_runnable_and_says_what_to_s
 
 
 @pytest.mark.parametrize("kind", ["jar", "maven"])
-def test_a_type_without_a_host_is_refused_by_the_scan_gate_and_the_runnable_check(
-    kind: str,
-) -> None:
-    spec = python(type=kind, coordinate="g:a:1", entrypoint="Main")
-    with pytest.raises(NotRunnable, match="JVM runtime host yet"):
+def test_a_jvm_plugin_runs_on_the_jvm_host_with_its_heap_bounded_by_its_memory(kind: str) -> None:
+    jvm = "localhost/wayang/runtime-jvm@sha256:" + "ef" * 32
+    spec = python(type=kind, coordinate="io.wayang.samples:echo:1.0.0", entrypoint="a.Echo")
+    if kind == "maven":
+        spec = python(type=kind, coordinate="io.wayang.samples:echo:1.0.0", entrypoint="a.Echo",
+                      repository=None)  # fmt: skip
+    with pytest.raises(NotRunnable, match=f"no runtime host image for {kind} plugins"):
         runnable(spec, [policy()], RUNTIMES)
-    facts = scan_facts(spec, None, [policy()], datetime.datetime.now(datetime.UTC))
-    assert facts is not None
-    assert not facts.passed
-    assert facts.failed
-    assert "runtime host yet" in facts.reason
-    assert "scan.required: false" in facts.reason
+    runtimes = Runtimes(images={kind: jvm})
+    pod = by_kind(render(OWNER, spec, [policy()], runtimes=runtimes))["Deployment"]
+    template = pod["spec"]["template"]["spec"]
+    (host,), (fetch,) = template["containers"], template["initContainers"]
+    assert host["image"] == fetch["image"] == jvm
+    env = {e["name"]: e["value"] for e in host["env"]}
+    assert env["WAYANG_JVM_MEMORY"] == host["resources"]["limits"]["memory"]
+    assert "WAYANG_WASM_PREOPEN" not in env
+    fetched = {e["name"]: e["value"] for e in fetch["env"]}
+    assert fetched["WAYANG_ARTIFACT_TYPE"] == kind
+    if kind == "maven":
+        assert fetched["WAYANG_ARTIFACT_REPOSITORY"] == "https://repo.maven.apache.org/maven2/"
 
 
 def test_a_fetched_type_needs_an_http_repository_at_admission() -> None:

@@ -109,3 +109,50 @@ def test_callers_are_the_namespace_plus_those_the_policies_name() -> None:
     other = {"namespaceSelector": {"matchLabels": {"team": "x"}}}
     disagree = [policy("a", callers=[engine]), policy("b", callers=[other])]
     assert refused(descriptor(), disagree).reason is Reason.POLICIES_DISAGREE
+
+
+WASM = {"type": "wasm", "coordinate": "echo", "digest": "sha256:" + "ab" * 32}
+
+
+@pytest.mark.parametrize(
+    ("level", "kind", "expected"),
+    [
+        ("semi-trusted", "wasm", ""),  # the module is its own sandbox: runc by default
+        ("untrusted", "wasm", "gvisor"),
+        ("semi-trusted", "container", "gvisor"),
+        ("trusted", "wasm", ""),
+    ],
+)
+def test_without_runtime_classes_the_defaults_depend_on_level_and_type(
+    level: str, kind: str, expected: str
+) -> None:
+    implementation = WASM if kind == "wasm" else descriptor().implementation.model_dump()
+    spec = descriptor(sandboxLevel=level, implementation=implementation)
+    assert grant(spec, [policy()]).runtime_class == expected
+
+
+def test_a_policy_chooses_the_runtime_class_per_type() -> None:
+    classes = {
+        "semi-trusted": "gvisor",
+        "byType": [
+            {"type": "wasm", "semi-trusted": "wasm-runc"},
+            {"type": "jar", "trusted": "kata"},
+        ],
+    }
+    wasm = descriptor(sandboxLevel="semi-trusted", implementation=WASM)
+    assert grant(wasm, [policy(runtimeClasses=classes)]).runtime_class == "wasm-runc"
+    container = descriptor(sandboxLevel="semi-trusted")
+    assert grant(container, [policy(runtimeClasses=classes)]).runtime_class == "gvisor"
+    # a policy that names classes but no row for the type: the level's class, not the wasm default
+    plain = policy(runtimeClasses={"semi-trusted": "gvisor"})
+    assert grant(wasm, [plain]).runtime_class == "gvisor"
+
+
+def test_policies_that_disagree_on_a_type_s_runtime_class_refuse_naming_both() -> None:
+    wasm = descriptor(sandboxLevel="semi-trusted", implementation=WASM)
+    loose = policy("loose", runtimeClasses={"byType": [{"type": "wasm", "semi-trusted": ""}]})
+    strict = policy("strict", runtimeClasses={"semi-trusted": "gvisor"})
+    error = refused(wasm, [loose, strict])
+    assert error.reason is Reason.POLICIES_DISAGREE
+    assert "semi-trusted wasm plugins" in str(error)
+    assert "'loose' wants 'the default runtime'" in str(error)

@@ -203,7 +203,7 @@ def test_scaled_to_zero_and_not_runnable_types() -> None:
     stopped = by_kind(render(OWNER, descriptor(), [policy()], replicas=0))
     assert stopped["Deployment"]["spec"]["replicas"] == 0
     maven = PluginDescriptor.model_validate(d.descriptor(), by_alias=True, by_name=False)
-    with pytest.raises(NotRunnable, match="maven plugins have no JVM runtime host yet"):
+    with pytest.raises(NotRunnable, match="no runtime host image for maven plugins"):
         render(OWNER, maven, [policy()])
 
 
