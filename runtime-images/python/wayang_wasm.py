@@ -5,8 +5,11 @@ readiness, metrics, ErrorPayloads, timeouts, the call breaker) and the engine ne
 Deny by default. The module gets WASI with no arguments, no environment, no stdin and no
 preopened directory; stdout and stderr go to the host's stderr. With the `filesystem` grant the
 operator sets WAYANG_WASM_PREOPEN to the granted writable directory (`/data`), preopened as
-`/data`. There is no socket API in WASI preview 1 and no network host function, so a module
-cannot reach the network whatever its grants (see docs/artifacts.md). Memory is limited by
+`/data`. There is no socket API in WASI preview 1: the only way out is the host function
+`wayang.http` (below), which makes the request only when the operator set WAYANG_WASM_NETWORK
+(the plugin holds a capability that opens the network: `network`, `database`, `llm_access`...),
+and then only where the pod's NetworkPolicy lets the host go; otherwise it answers a
+SecurityError without touching the network. Memory is limited by
 WAYANG_WASM_MEMORY (the plugin's resourceProfile.memory): a `memory.grow` past it fails. The
 call's deadline (the plugin's timeout, `wayang_plugin.timeout()`) interrupts the module through
 wasmtime's epochs just before the host's own timeout would kill the worker.
@@ -17,6 +20,13 @@ i64`. The host writes the UTF-8 JSON `{"inputs": {...}, "properties": {...}}` at
 calls the function, and reads the JSON the returned `(ptr << 32) | len` points at:
 `{"output": <the success port's value>}`, or `{"error": {"type", "message", "retryable",
 "suggestedAction", "details"}}` for a typed ErrorPayload.
+
+Outbound HTTP: a module may import `wayang.http(ptr: i32, len: i32) -> i64`. It writes the JSON
+`{"method": "GET", "url": "https://...", "headers": {...}, "body": "..."}` (method, headers and
+body optional) and gets back, packed like its own answer and allocated with its `alloc`,
+`{"status": 200, "headers": {...}, "body": "<text>"}` or `{"error": {"type", "message"}}`
+(SecurityError without the grant, NetworkError when the request fails). Bodies are text, at
+most HTTP_LIMIT bytes; the request shares the call's deadline.
 """
 
 from __future__ import annotations
@@ -25,6 +35,9 @@ import json
 import os
 import re
 import threading
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +60,9 @@ def memory_bytes(quantity: str) -> int:
 LIMIT = memory_bytes(os.environ.get("WAYANG_WASM_MEMORY", "128Mi"))
 EXPORT = os.environ.get("WAYANG_WASM_EXPORT") or "execute"
 PREOPEN = os.environ.get("WAYANG_WASM_PREOPEN", "")
+NETWORK = os.environ.get("WAYANG_WASM_NETWORK") == "1"
+HTTP_LIMIT = 1 << 20
+"""The largest response body a module gets through `wayang.http`."""
 
 
 def _engine() -> wasmtime.Engine:
@@ -105,11 +121,67 @@ def _typed(error: Any) -> Exception:
     return raised
 
 
+def http_answer(request: Any, deadline: float) -> dict[str, Any]:
+    """What `wayang.http` answers a module's request (the JSON it wrote)."""
+    if not NETWORK:
+        return _refused("SecurityError", "outbound HTTP needs the network capability")
+    if not isinstance(request, dict) or not str(request.get("url", "")).startswith(
+        ("http://", "https://")
+    ):
+        return _refused("ValidationError", 'the request needs an http(s) "url"')
+    body = request.get("body")
+    outgoing = urllib.request.Request(  # noqa: S310 - the scheme is checked above
+        str(request["url"]),
+        data=body.encode() if isinstance(body, str) else None,
+        method=str(request.get("method") or "GET"),
+        headers={str(k): str(v) for k, v in (request.get("headers") or {}).items()},
+    )
+    try:
+        timeout = max(0.05, deadline - time.monotonic())
+        with urllib.request.urlopen(outgoing, timeout=timeout) as response:  # noqa: S310
+            status, headers, data = (
+                response.status,
+                dict(response.headers),
+                response.read(HTTP_LIMIT),
+            )
+    except urllib.error.HTTPError as error:
+        status, headers, data = error.code, dict(error.headers), error.read(HTTP_LIMIT)
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        return _refused("NetworkError", f"{request['url']}: {getattr(error, 'reason', error)}")
+    return {"status": status, "headers": headers, "body": data.decode(errors="replace")}
+
+
+def _refused(kind: str, message: str) -> dict[str, Any]:
+    return {"error": {"type": kind, "message": message}}
+
+
+def _define_http(linker: wasmtime.Linker, deadline: float) -> None:
+    def http(caller: wasmtime.Caller, pointer: int, length: int) -> int:
+        memory, alloc = caller.get("memory"), caller.get("alloc")
+        if not isinstance(memory, wasmtime.Memory) or not isinstance(alloc, wasmtime.Func):
+            raise wasmtime.WasmtimeError("wayang.http needs the exports `memory` and `alloc`")
+        try:
+            request = json.loads(memory.read(caller, pointer, pointer + length))
+        except ValueError:
+            request = None
+        answer = json.dumps(http_answer(request, deadline)).encode()
+        at = alloc(caller, len(answer))
+        memory.write(caller, answer, at)
+        return (at << 32) | len(answer)
+
+    kind = wasmtime.FuncType(
+        [wasmtime.ValType.i32(), wasmtime.ValType.i32()], [wasmtime.ValType.i64()]
+    )
+    linker.define_func("wayang", "http", kind, http, access_caller=True)
+
+
 def execute(inputs: dict[str, Any], properties: dict[str, Any]) -> Any:
     """One call of the module, in a fresh store (no state survives between calls)."""
     store = _store()
+    limit = wayang_plugin.timeout() or 30.0
     linker = wasmtime.Linker(ENGINE)
     linker.define_wasi()
+    _define_http(linker, time.monotonic() + limit * 0.9)
     try:
         instance = linker.instantiate(store, COMPILED)
     except wasmtime.WasmtimeError as error:
@@ -121,7 +193,6 @@ def execute(inputs: dict[str, Any], properties: dict[str, Any]) -> Any:
     if not isinstance(run, wasmtime.Func):
         raise wayang_plugin.ToolError(f"the wasm module does not export the function {EXPORT!r}")
     request = json.dumps({"inputs": inputs, "properties": properties}).encode()
-    limit = wayang_plugin.timeout() or 30.0
     try:
         with _Deadline(max(0.05, limit * 0.9)):
             pointer = alloc(store, len(request))

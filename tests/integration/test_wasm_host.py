@@ -11,8 +11,10 @@ unready with the reason.
 
 from __future__ import annotations
 
+import http.server
 import importlib.util
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -134,7 +136,7 @@ def test_memory_grows_only_up_to_the_limit(tmp_path: Path, memory: str, grown: b
 
 
 def test_a_module_that_imports_what_it_is_not_given_cannot_run(tmp_path: Path) -> None:
-    """No network host function exists: a module asking for one is refused, not linked."""
+    """Only WASI and `wayang.http` are linked: a module asking for anything else is refused."""
     wants = wasmtime.wat2wasm(
         '(module (import "wayang" "http_get" (func (param i32 i32) (result i32)))'
         ' (memory (export "memory") 1)'
@@ -157,3 +159,52 @@ def test_a_module_that_does_not_compile_keeps_the_host_unready(tmp_path: Path) -
         body = host.wait_ready(503)
         assert host.get("/healthz")[0] == 200
         assert "wasm" in json.dumps(body).lower() or "module" in json.dumps(body).lower(), body
+
+
+@pytest.fixture
+def web() -> Iterator[tuple[str, list[str]]]:
+    """A local HTTP server answering every GET with a fixed body, and the paths it was asked."""
+    seen: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.path)
+            self.send_response(200)
+            self.send_header("X-Seen", self.path)
+            self.end_headers()
+            self.wfile.write(b"hello from the network")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    server.shutdown()
+
+
+@pytest.mark.parametrize("granted", [True, False])
+def test_a_module_reaches_the_network_only_through_the_host_and_only_with_the_grant(
+    tmp_path: Path, web: tuple[str, list[str]], granted: bool
+) -> None:
+    url, seen = web
+    descriptor, plugin = wasm_plugin(tmp_path, "fetch")
+    env = {"WAYANG_WASM_NETWORK": "1" if granted else ""}
+    with running(tmp_path, descriptor, plugin, env) as host:
+        host.wait_ready()
+        status, answer = host.execute({"url": f"{url}/page"})
+        assert status == 200
+        assert answer["port"] == "fetched", answer
+        if granted:
+            assert answer["output"]["status"] == 200
+            assert answer["output"]["body"] == "hello from the network"
+            assert answer["output"]["headers"]["X-Seen"] == "/page"
+            assert seen == ["/page"]
+        else:
+            assert seen == [], "the request never left the host"
+            assert answer["output"] == {
+                "error": {
+                    "type": "SecurityError",
+                    "message": "outbound HTTP needs the network capability",
+                }
+            }

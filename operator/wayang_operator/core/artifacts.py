@@ -51,6 +51,9 @@ class Strategy:
     preopen_env: str = ""
     """The host variable the renderer sets to the writable folder of the `filesystem` grant
     (empty without it), for a host that grants files itself (WASI preopens)."""
+    network_env: str = ""
+    """The host variable the renderer sets to 1 when the plugin holds a capability that opens
+    the network, for a host that is itself the plugin's only way out (wasm's `wayang.http`)."""
     strings: bool = False
     """The artifact is a binary whose embedded text trivy's secret scanner skips: its strings
     are extracted next to it before the scan."""
@@ -73,6 +76,7 @@ STRATEGIES: Mapping[ImplementationType, Strategy] = {
         load_path="/opt/wayang/plugin",
         memory_env="WAYANG_WASM_MEMORY",
         preopen_env="WAYANG_WASM_PREOPEN",
+        network_env="WAYANG_WASM_NETWORK",
         strings=True,
     ),
     ImplementationType.JAR: Strategy(

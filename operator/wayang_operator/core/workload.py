@@ -57,7 +57,15 @@ from .availability import (
     TEMPLATE_ANNOTATION,
     VERSION_ANNOTATION,
 )
-from .grants import SECRETS_PATH, Grant, NotGranted, grant, network_peer, secret_allowed
+from .grants import (
+    OPENS_NETWORK,
+    SECRETS_PATH,
+    Grant,
+    NotGranted,
+    grant,
+    network_peer,
+    secret_allowed,
+)
 from .policy import DEFAULT_POLICY_NAME, NamedPolicy
 from .references import pinned_reference
 
@@ -305,6 +313,9 @@ def _fetcher(
     if how.preopen_env:
         preopen = WRITABLE_PATHS[1] if powers.writable is not None else ""
         host["env"].append({"name": how.preopen_env, "value": preopen})
+    if how.network_env:
+        opens = any(capability in OPENS_NETWORK for capability in spec.capabilities or ())
+        host["env"].append({"name": how.network_env, "value": "1" if opens else ""})
     pull_env = [{"name": "WAYANG_PULL_CONFIG", "value": f"{PULL_PATH}/config.json"}]
     pull_mount = [{"name": PULL_VOLUME, "mountPath": PULL_PATH, "readOnly": True}]
     if not pull_secret:

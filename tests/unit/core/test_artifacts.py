@@ -12,7 +12,12 @@ import pytest
 import wasmtime
 from tests import documents as d
 
-from wayang_operator.api.descriptor import Capability, ImplementationType, PluginDescriptor
+from wayang_operator.api.descriptor import (
+    Capability,
+    ImplementationType,
+    PluginDescriptor,
+    SandboxLevel,
+)
 from wayang_operator.api.resources import Peer, PluginPolicySpec
 from wayang_operator.core.artifacts import (
     STRATEGIES,
@@ -246,13 +251,16 @@ def test_a_wasm_plugin_gets_its_grants_compiled_for_the_host() -> None:
     runtimes = Runtimes(images={"wasm": HOST})
     module = python(type="wasm", coordinate="echo", entrypoint="execute",
                     repository="https://files.example.com/echo.wasm")  # fmt: skip
-    for capabilities, preopen in (([], ""), (["filesystem"], "/data")):
+    module = module.model_copy(update={"sandbox_level": SandboxLevel.SEMI_TRUSTED})
+    cases = (([], "", ""), (["filesystem"], "/data", ""), (["network"], "", "1"))
+    for capabilities, preopen, network in cases:
         spec = module.model_copy(update={"capabilities": [Capability(c) for c in capabilities]})
         pod = by_kind(render(OWNER, spec, [policy()], runtimes=runtimes))["Deployment"]
         (host,) = pod["spec"]["template"]["spec"]["containers"]
         env = {e["name"]: e["value"] for e in host["env"]}
         assert env["WAYANG_WASM_MEMORY"] == host["resources"]["limits"]["memory"]
         assert env["WAYANG_WASM_PREOPEN"] == preopen
+        assert env["WAYANG_WASM_NETWORK"] == network
     plain = by_kind(render(OWNER, python(), [policy()], runtimes=RUNTIMES))["Deployment"]
     (host,) = plain["spec"]["template"]["spec"]["containers"]
     assert "WAYANG_WASM_MEMORY" not in {e["name"] for e in host["env"]}
