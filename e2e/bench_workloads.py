@@ -141,21 +141,30 @@ def measure(url: str) -> Measured:
 Measured = tuple[float, float, float, int]
 
 
-def direct_host(folder: Path) -> Measured:
-    """The baseline: host.py as a plain process on this machine, the echo sample loaded."""
-    descriptor = folder / "echo.json"
-    descriptor.write_text((ECHO / "plugin.json").read_text())
+def direct_host(
+    folder: Path,
+    descriptor: str | None = None,
+    plugin_path: Path = ECHO,
+    env: dict[str, str] | None = None,
+    sample: Callable[[int], None] | None = None,
+) -> Measured:
+    """The baseline: host.py as a plain process on this machine, the echo sample loaded (or
+    the `descriptor` text with its artifact in `plugin_path`, `env` added). `sample(pid)` is
+    called once the host is ready, before the calls (the idle RSS of bench_hosts)."""
+    path = folder / "echo.json"
+    path.write_text(descriptor or (ECHO / "plugin.json").read_text())
     log = folder / "host.log"
-    env = {
+    environment = {
         **os.environ,
-        "WAYANG_DESCRIPTOR": str(descriptor),
-        "WAYANG_PLUGIN_PATH": str(ECHO),
+        "WAYANG_DESCRIPTOR": str(path),
+        "WAYANG_PLUGIN_PATH": str(plugin_path),
         "WAYANG_SCHEMA_DIR": str(ROOT / "schemas"),
         "WAYANG_BIND": "127.0.0.1",
         "PORT": "0",
+        **(env or {}),
     }
     with log.open("wb") as out:
-        process = subprocess.Popen([sys.executable, str(HOST)], env=env, stdout=out)
+        process = subprocess.Popen([sys.executable, str(HOST)], env=environment, stdout=out)
     try:
         port = None
         while port is None:
@@ -166,6 +175,8 @@ def direct_host(folder: Path) -> Measured:
             time.sleep(0.05)
         url = f"http://127.0.0.1:{port}"
         until_ready(lambda: urllib.request.urlopen(f"{url}/readyz", timeout=2).status == 200)
+        if sample is not None:
+            sample(process.pid)
         return measure(f"{url}/execute")
     finally:
         process.terminate()

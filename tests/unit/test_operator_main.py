@@ -40,6 +40,7 @@ def test_plugin_telemetry_comes_from_json_variables(monkeypatch: pytest.MonkeyPa
 
     from wayang_operator.controller.handlers import workload_options  # noqa: PLC0415
     from wayang_operator.controller.runtime import RUNTIME  # noqa: PLC0415
+
     monkeypatch.setenv(
         "WAYANG_PLUGIN_METRICS_FROM",
         '[{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]',

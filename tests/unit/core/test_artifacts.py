@@ -4,7 +4,6 @@ and a jar on the JVM host with its heap bounded by the plugin's memory."""
 
 from __future__ import annotations
 
-import datetime
 from pathlib import Path
 from typing import Any
 
@@ -252,7 +251,11 @@ def test_a_wasm_plugin_gets_its_grants_compiled_for_the_host() -> None:
     module = python(type="wasm", coordinate="echo", entrypoint="execute",
                     repository="https://files.example.com/echo.wasm")  # fmt: skip
     module = module.model_copy(update={"sandbox_level": SandboxLevel.SEMI_TRUSTED})
-    cases = (([], "", ""), (["filesystem"], "/data", ""), (["network"], "", "1"))
+    cases: list[tuple[list[str], str, str]] = [
+        ([], "", ""),
+        (["filesystem"], "/data", ""),
+        (["network"], "", "1"),
+    ]
     for capabilities, preopen, network in cases:
         spec = module.model_copy(update={"capabilities": [Capability(c) for c in capabilities]})
         pod = by_kind(render(OWNER, spec, [policy()], runtimes=runtimes))["Deployment"]
