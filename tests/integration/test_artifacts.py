@@ -15,7 +15,6 @@ import base64
 import datetime
 import hashlib
 import http.server
-import importlib.util
 import json
 import os
 import subprocess
@@ -23,12 +22,12 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 from e2e import scanfixtures
 
+from tests.runtime_build import BUILD
 from wayang_operator.api.errors import ErrorType
 from wayang_operator.api.resources import PluginPolicySpec, ScanReportSpec, ScanReportStatus
 from wayang_operator.controller import scans
@@ -41,18 +40,6 @@ from wayang_operator.settings import OperatorSettings
 ROOT = Path(__file__).resolve().parents[2]
 ECHO = ROOT / "runtime-images" / "python" / "samples" / "echo"
 FETCHER = ROOT / "operator" / "wayang_operator" / "fetching" / "http.py"
-
-
-def _build() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("runtime_build", ROOT / "runtime-images/build.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-BUILD = _build()
 
 
 def sha256(data: bytes) -> str:

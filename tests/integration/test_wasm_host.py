@@ -11,32 +11,19 @@ unready with the reason.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import wasmtime
 
 from tests.integration.test_runtime_host import SAMPLES, Host, running, sample
+from tests.runtime_build import BUILD
 
 ROOT = Path(__file__).resolve().parents[2]
 WASM_SAMPLES = ROOT / "runtime-images" / "wasm" / "samples"
-
-
-def _build() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("runtime_build", ROOT / "runtime-images/build.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-BUILD = _build()
 
 
 def wasm_plugin(
