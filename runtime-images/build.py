@@ -10,8 +10,9 @@ Every image has three parts, as layers:
      python3-minimal and python3-jsonschema), a plain tar cached under
      ${WAYANG_CACHE:-${XDG_CACHE_HOME:-~/.cache}/wayang}/images/ and keyed by every parameter
      that shapes it;
-  2. the runtime host: /opt/wayang/host.py, its plugin API /opt/wayang/lib/wayang_plugin.py and
-     the ErrorPayload schema;
+  2. the runtime host: /opt/wayang/host.py, its plugin API /opt/wayang/lib/wayang_plugin.py, the
+     ErrorPayload schema, the wasm and JVM executors and the JVM host's jar (compiled here with
+     javac, so the build needs a JDK 17);
   3. (sample images only) the plugin: its module(s) in /opt/wayang/plugin and its descriptor,
      with implementation.digest set to the digest of the module code, in /etc/wayang/plugin.json.
 
