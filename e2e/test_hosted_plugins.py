@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import http.server
-import importlib.util
 import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+from tests.runtime_build import BUILD
 
 from e2e import scanfixtures
 from e2e.conftest import ROOT, Kube
@@ -48,18 +47,6 @@ through the node's bridge, both reach the artifact server there."""
 ECHO = ROOT / "runtime-images" / "python" / "samples" / "echo"
 WASM = ROOT / "runtime-images" / "wasm" / "samples"
 READY_TIMEOUT = 180
-
-
-def _build_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("runtime_build", ROOT / "runtime-images/build.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-BUILD = _build_module()
 
 
 def sha256(data: bytes) -> str:

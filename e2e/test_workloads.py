@@ -18,20 +18,19 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib.util
 import json
 import os
 import socket
 import threading
 import time
 from collections.abc import Iterator
-from types import ModuleType
 from typing import Any
 
 import pytest
+from tests.runtime_build import BUILD
 
 from e2e import flow
-from e2e.conftest import ROOT, Kube
+from e2e.conftest import Kube
 from e2e.flow import (
     approval,
     condition,
@@ -54,17 +53,6 @@ GATEWAY = "10.88.0.1"
 READY_TIMEOUT = 180
 
 
-def _build_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "runtime_build", ROOT / "runtime-images" / "build.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def images(
     node: localnode.Node, tmp_path_factory: pytest.TempPathFactory
@@ -72,14 +60,13 @@ def images(
     """The sample images (runtime-images/build.py) and two variants, imported into the node."""
     out = tmp_path_factory.mktemp("images")
     imported = {f"sample-{name}": image for name, image in sample_images(node, out).items()}
-    builder = _build_module()
     mirrors = (
         [os.environ["WAYANG_DEBIAN_MIRROR"]]
         if os.environ.get("WAYANG_DEBIAN_MIRROR")
-        else list(builder.MIRRORS)
+        else list(BUILD.MIRRORS)
     )
-    base = builder.runtime_layers(mirrors, builder.DEFAULT_EPOCH, refresh=False)
-    echo = dict(builder.specs(base))["sample-echo"]
+    base = BUILD.runtime_layers(mirrors, BUILD.DEFAULT_EPOCH, refresh=False)
+    echo = dict(BUILD.specs(base))["sample-echo"]
     variants = {
         "echo-1.1.0": dataclasses.replace(
             echo,

@@ -10,8 +10,9 @@ Every image has three parts, as layers:
      python3-minimal and python3-jsonschema), a plain tar cached under
      ${WAYANG_CACHE:-${XDG_CACHE_HOME:-~/.cache}/wayang}/images/ and keyed by every parameter
      that shapes it;
-  2. the runtime host: /opt/wayang/host.py, its plugin API /opt/wayang/lib/wayang_plugin.py and
-     the ErrorPayload schema;
+  2. the runtime host: /opt/wayang/host.py, its plugin API /opt/wayang/lib/wayang_plugin.py, the
+     ErrorPayload schema, the wasm and JVM executors and the JVM host's jar (compiled here with
+     javac, so the build needs a JDK 17);
   3. (sample images only) the plugin: its module(s) in /opt/wayang/plugin and its descriptor,
      with implementation.digest set to the digest of the module code, in /etc/wayang/plugin.json.
 
@@ -72,6 +73,16 @@ SAMPLES = HERE / "python" / "samples"
 WASM_SAMPLES = HERE / "wasm" / "samples"
 """wasm plugins: each folder a WAT source and its descriptor (`wasm_module` compiles it)."""
 WASM_EXECUTOR = HERE / "python" / "wayang_wasm.py"
+JVM_EXECUTOR = HERE / "python" / "wayang_jvm.py"
+ABI = HERE / "python" / "wayang_abi.py"
+"""What the wasm and JVM executors share (the plugin ABI's answer)."""
+JVM_HOST = HERE / "jvm" / "host" / "src"
+"""The JVM host's Java sources (io.wayang.jvm.Host and its helpers), compiled by jvm_host_jar."""
+JVM_HOST_JAR = "/opt/wayang/jvm/wayang-jvm-host.jar"
+"""Where wayang_jvm.py finds the JVM host in the image (beside it: HERE/jvm/)."""
+JVM_SAMPLES = HERE / "jvm" / "samples"
+"""jar plugins: each folder Java sources under src/ and a descriptor (`jar_sample` builds it)."""
+JAVA_RELEASE = "17"
 ERROR_SCHEMA = REPO / "schemas" / "ErrorPayload.schema.json"
 FETCHER = REPO / "operator" / "wayang_operator" / "fetching" / "http.py"
 """The artifact fetcher hosted plugins' pods run before the host (the operator's own module)."""
@@ -250,6 +261,9 @@ def host_layer() -> list[File]:
         File("/opt/wayang/host.py", HOST.read_bytes()),
         File("/opt/wayang/fetch.py", FETCHER.read_bytes()),
         File("/opt/wayang/wayang_wasm.py", WASM_EXECUTOR.read_bytes()),
+        File("/opt/wayang/wayang_jvm.py", JVM_EXECUTOR.read_bytes()),
+        File("/opt/wayang/wayang_abi.py", ABI.read_bytes()),
+        File(JVM_HOST_JAR, jvm_host_jar()),
         File("/opt/wayang/lib/wayang_plugin.py", PLUGIN_API.read_bytes()),
         File("/opt/wayang/schemas/ErrorPayload.schema.json", ERROR_SCHEMA.read_bytes()),
     ]
@@ -322,6 +336,12 @@ def wheel(folder: Path, *, bundles: Sequence[tuple[str, str]] = ()) -> tuple[str
         files.append((f"{name}-{bundled}.dist-info/METADATA", meta))
     record = "".join(f"{name},{_record_hash(data)},{len(data)}\n" for name, data in files)
     files.append((f"{info}/RECORD", (record + f"{info}/RECORD,,\n").encode()))
+    return f"{dist}-{version}-py3-none-any.whl", _zip(files)
+
+
+def _zip(files: Iterable[tuple[str, bytes]]) -> bytes:
+    """A zip (a wheel, a jar) of `files` in that order, with fixed times and modes: the same
+    bytes on every build."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, data in files:
@@ -329,7 +349,53 @@ def wheel(folder: Path, *, bundles: Sequence[tuple[str, str]] = ()) -> tuple[str
             entry.external_attr = 0o644 << 16
             entry.compress_type = zipfile.ZIP_DEFLATED
             archive.writestr(entry, data)
-    return f"{dist}-{version}-py3-none-any.whl", buffer.getvalue()
+    return buffer.getvalue()
+
+
+def _javac(sources: Path) -> list[tuple[str, bytes]]:
+    """The classes of the Java sources below `sources` (JDK only, `javac --release 17`), as
+    (path in a jar, bytes) sorted by path; javac writes the same bytes for the same sources."""
+    javac = shutil.which("javac")
+    if javac is None:
+        raise BuildError("javac is missing: install a JDK 17 (Debian: default-jdk-headless)")
+    files = sorted(str(path) for path in sources.rglob("*.java"))
+    if not files:
+        raise BuildError(f"{sources}: no Java source")
+    with tempfile.TemporaryDirectory(prefix="wayang-javac-") as out:
+        _run([javac, "--release", JAVA_RELEASE, "-encoding", "UTF-8", "-d", out, *files])
+        return sorted(
+            (path.relative_to(out).as_posix(), path.read_bytes())
+            for path in Path(out).rglob("*.class")
+        )
+
+
+def _manifest(**attributes: str) -> tuple[str, bytes]:
+    lines = ["Manifest-Version: 1.0", "Created-By: wayang-build"]
+    lines += [f"{key}: {value}" for key, value in attributes.items()]
+    return "META-INF/MANIFEST.MF", ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def jvm_host_jar() -> bytes:
+    """The JVM host (runtime-images/jvm/host) as a jar, the same bytes on every build."""
+    return _zip([_manifest(**{"Main-Class": "io.wayang.jvm.Host"}), *_javac(JVM_HOST)])
+
+
+def jar_sample(folder: Path) -> tuple[str, bytes]:
+    """A JVM sample as a `jar` plugin artifact (file name, bytes): its classes, a manifest and
+    the Maven coordinate of the descriptor (`group:artifact:version`) in
+    META-INF/maven/<group>/<artifact>/pom.properties, as a Maven-built jar carries it (what a
+    scanner identifies a jar by); the same bytes on every build, so a descriptor can pin them."""
+    descriptor = json.loads((folder / "plugin.json").read_text())
+    group, artifact, version = str(descriptor["implementation"]["coordinate"]).split(":")
+    if version != descriptor["version"]:
+        raise BuildError(f"{folder}: the coordinate's version {version} is not the descriptor's")
+    pom = f"groupId={group}\nartifactId={artifact}\nversion={version}\n"
+    files = [
+        _manifest(**{"Implementation-Title": artifact, "Implementation-Version": version}),
+        (f"META-INF/maven/{group}/{artifact}/pom.properties", pom.encode()),
+        *_javac(folder / "src"),
+    ]
+    return f"{artifact}-{version}.jar", _zip(files)
 
 
 def _labels(title: str, version: str, **extra: str) -> dict[str, str]:

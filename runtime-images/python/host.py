@@ -14,9 +14,14 @@ Environment:
   WAYANG_DESCRIPTOR       the descriptor JSON (default /etc/wayang/plugin.json); a Plugin
                           resource (kind Plugin, with a spec) is accepted too
   WAYANG_PLUGIN_PATH      added to sys.path in the workers (default /opt/wayang/plugin); for a
-                          `wasm` plugin, the folder of its module (`artifact`)
+                          `wasm` plugin, the folder of its module (`artifact`); for a `jar` or
+                          `maven` plugin, of its jar (`artifact.jar` or unpacked) and `lib/`
   WAYANG_WASM_MEMORY      a wasm plugin's memory limit (a quantity, default 128Mi)
   WAYANG_WASM_PREOPEN     the directory a wasm plugin gets as WASI `/data` (empty: none)
+  WAYANG_JVM_MEMORY       a jar/maven plugin's memory limit (a quantity): each worker's JVM
+                          heap is 3/4 of its share (wayang_jvm.py); unset, the JVM's default
+  WAYANG_JAVA             the `java` a jar/maven plugin runs on (default: `java` from PATH)
+  WAYANG_JVM_HOST_JAR     the JVM host (default jvm/wayang-jvm-host.jar beside host.py)
   PORT                    the HTTP port (default 8080; 0 picks a free one, logged at start)
   WAYANG_TIMEOUT_MS       overrides resourceProfile.timeout (default 30000)
   WAYANG_WORKERS          executions at once (default 2)
@@ -81,7 +86,8 @@ from typing import Any
 VERSION = "0.1.0"
 ORIGIN = "wayang-runtime-python"
 HERE = Path(__file__).resolve().parent
-"""The host's folder: host.py, fetch.py and wayang_wasm.py (the wasm strategy's executor)."""
+"""The host's folder: host.py, fetch.py, the executors of the wasm and JVM strategies
+(wayang_wasm.py, wayang_jvm.py, and wayang_abi.py, what they share) and jvm/ (the JVM host)."""
 LIB = HERE / "lib"
 """The plugin-side API (wayang_plugin.py: typed errors, the call's traceparent), on the workers'
 sys.path after the plugin's own folder."""
@@ -487,6 +493,18 @@ def _document(path: Path) -> JsonObject:
 WASM = "<wasm>:"
 """The entrypoint of a `wasm` plugin as the workers get it: `<wasm>:<export>` (no Python module
 has that name), run by wayang_wasm.py on wasmtime."""
+JVM = "<jvm>:"
+"""The entrypoint of a `jar` or `maven` plugin as the workers get it: `<jvm>:<class>`, run by
+wayang_jvm.py in a JVM of the worker's."""
+EXECUTORS = {
+    WASM: ("WAYANG_WASM_EXPORT", "wayang_wasm:execute"),
+    JVM: ("WAYANG_JVM_CLASS", "wayang_jvm:execute"),
+}
+"""For a plugin that is not Python: the variable the worker passes the rest of the entrypoint
+in, and the host's executor the worker runs instead of a plugin module."""
+_JAVA_PART = r"(?:[^\W\d]|\$)[\w$]*"
+JAVA_CLASS = re.compile(rf"{_JAVA_PART}(?:\.{_JAVA_PART})*")
+"""A Java binary class name: dotted identifiers, `$` for a nested class (com.example.A$B)."""
 
 
 def _entrypoint(document: JsonObject) -> str:
@@ -500,6 +518,13 @@ def _entrypoint(document: JsonObject) -> str:
                 "function (e.g. execute)"
             )
         return WASM + export
+    if isinstance(implementation, dict) and implementation.get("type") in ("jar", "maven"):
+        if not isinstance(entrypoint, str) or not JAVA_CLASS.fullmatch(entrypoint):
+            raise DescriptorError(
+                f"implementation.entrypoint {entrypoint!r} is not the binary name of the "
+                "plugin's class (e.g. com.example.MyPlugin), which a jar or maven plugin needs"
+            )
+        return JVM + entrypoint
     module, _, attribute = (entrypoint or "").partition(":")
     if not isinstance(entrypoint, str) or not module or not attribute:
         raise DescriptorError(
@@ -782,6 +807,7 @@ def _failure(error: BaseException) -> JsonObject:
         "errorType": _text_or_none(getattr(error, "error_type", None)),
         "suggestedAction": _text_or_none(getattr(error, "suggested_action", None)),
         "details": details if isinstance(details, dict) else None,
+        "endsWorker": getattr(error, "ends_worker", False) is True,
     }
 
 
@@ -802,11 +828,13 @@ def worker_main(conn: Connection, plugin_path: str, entrypoint: str) -> None:
     with contextlib.suppress(OSError):
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
-    if entrypoint.startswith(WASM):
-        # the plugin is a wasm module, not Python: the worker runs the host's executor, with
-        # the host's libraries (wasmtime), and the plugin's folder holds only the module
-        os.environ["WAYANG_WASM_EXPORT"] = entrypoint[len(WASM) :]
-        entrypoint = "wayang_wasm:execute"
+    marker = next((marker for marker in EXECUTORS if entrypoint.startswith(marker)), None)
+    if marker is not None:
+        # the plugin is not Python (a wasm module, a jar): the worker runs the host's executor,
+        # with the host's libraries (wasmtime), and the plugin's folder holds no Python
+        variable, executor = EXECUTORS[marker]
+        os.environ[variable] = entrypoint[len(marker) :]
+        entrypoint = executor
         sys.path[:] = [str(HERE), str(LIB), str(DEPS), *(p for p in sys.path if p != plugin_path)]
     else:
         sys.path[:] = [plugin_path, str(LIB), *(p for p in sys.path if p != str(DEPS))]
@@ -825,6 +853,7 @@ def worker_main(conn: Connection, plugin_path: str, entrypoint: str) -> None:
             return
         wayang_plugin.CALL_TRACEPARENT.set(request.get("traceparent"))
         wayang_plugin.CALL_TIMEOUT.set(request.get("timeout"))
+        failure: JsonObject = {}
         try:
             result = function(request["inputs"], request["properties"])
             if inspect.isawaitable(result):
@@ -834,8 +863,11 @@ def worker_main(conn: Connection, plugin_path: str, entrypoint: str) -> None:
             except (TypeError, ValueError) as error:
                 raise TypeError(f"the plugin's result is not JSON: {error}") from error
         except BaseException as error:
-            reply = json.dumps(_failure(error))
+            failure = _failure(error)
+            reply = json.dumps(failure)
         conn.send_bytes(reply.encode())
+        if failure.get("endsWorker"):
+            return  # the executor lost what the plugin ran on (a JVM): a new worker serves next
 
 
 async def _awaited(result: Any) -> Any:
@@ -1019,7 +1051,8 @@ class Pool:
                 if worker is None:
                     return Reply("load", {"message": problem})
             reply = worker.call(request, max(0.001, deadline - time.monotonic()))
-            if worker.alive() and reply.kind in ("ok", "raised"):
+            ended = reply.data.get("endsWorker") is True
+            if worker.alive() and reply.kind in ("ok", "raised") and not ended:
                 self._put(worker)
             else:
                 worker.kill()

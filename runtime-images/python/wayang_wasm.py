@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import threading
 import time
 import urllib.error
@@ -42,22 +41,12 @@ from pathlib import Path
 from typing import Any
 
 import wasmtime
+import wayang_abi
 import wayang_plugin
 
 MODULE = Path(os.environ.get("WAYANG_PLUGIN_PATH", "/opt/wayang/plugin")) / "artifact"
 """Where the pod's fetcher put the verified module (a single-file artifact)."""
-_UNITS = {"": 1, "k": 1000, "M": 1000**2, "G": 1000**3, "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3}
-
-
-def memory_bytes(quantity: str) -> int:
-    """A Kubernetes memory quantity (`64Mi`, `1G`, `500000`) in bytes."""
-    found = re.fullmatch(r"([0-9]+)(|k|M|G|Ki|Mi|Gi)", quantity.strip())
-    if found is None:
-        raise ValueError(f"WAYANG_WASM_MEMORY={quantity!r} is not a memory quantity")
-    return int(found.group(1)) * _UNITS[found.group(2)]
-
-
-LIMIT = memory_bytes(os.environ.get("WAYANG_WASM_MEMORY", "128Mi"))
+LIMIT = wayang_abi.memory_bytes(os.environ.get("WAYANG_WASM_MEMORY", "128Mi"), "WAYANG_WASM_MEMORY")
 EXPORT = os.environ.get("WAYANG_WASM_EXPORT") or "execute"
 PREOPEN = os.environ.get("WAYANG_WASM_PREOPEN", "")
 NETWORK = os.environ.get("WAYANG_WASM_NETWORK") == "1"
@@ -105,20 +94,6 @@ def _store() -> wasmtime.Store:
         wasi.preopen_dir(PREOPEN, "/data")
     store.set_wasi(wasi)
     return store
-
-
-def _typed(error: Any) -> Exception:
-    """The module's `{"error": ...}` as the plugin API's typed error."""
-    if not isinstance(error, dict) or not isinstance(error.get("message"), str):
-        return wayang_plugin.ToolError(f"the module's error is not an ErrorPayload: {error!r}")
-    raised = wayang_plugin.PluginError(
-        error["message"],
-        retryable=error.get("retryable") if isinstance(error.get("retryable"), bool) else None,
-        suggested_action=error.get("suggestedAction"),
-        details=error.get("details") if isinstance(error.get("details"), dict) else None,
-    )
-    raised.error_type = str(error.get("type") or "ToolError")
-    return raised
 
 
 def http_answer(request: Any, deadline: float) -> dict[str, Any]:
@@ -205,12 +180,4 @@ def execute(inputs: dict[str, Any], properties: dict[str, Any]) -> Any:
             raise late from None
         raise wayang_plugin.ToolError(f"the wasm module trapped: {trap.message}") from None
     start, length = (packed >> 32) & 0xFFFFFFFF, packed & 0xFFFFFFFF
-    try:
-        answer = json.loads(memory.read(store, start, start + length))
-    except ValueError as error:
-        raise wayang_plugin.ToolError(f"the wasm module's answer is not JSON: {error}") from None
-    if isinstance(answer, dict) and "error" in answer:
-        raise _typed(answer["error"])
-    if not isinstance(answer, dict) or "output" not in answer:
-        raise wayang_plugin.ToolError('the wasm module\'s answer has no "output" or "error"')
-    return answer["output"]
+    return wayang_abi.output(memory.read(store, start, start + length), "the wasm module")

@@ -16,7 +16,6 @@ import dataclasses
 import datetime
 import hashlib
 import http.server
-import importlib.util
 import io
 import json
 import os
@@ -27,12 +26,12 @@ import threading
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 from e2e import scanfixtures
 
+from tests.runtime_build import BUILD
 from wayang_operator.api.errors import ErrorType
 from wayang_operator.api.resources import PluginPolicySpec, ScanReportSpec, ScanReportStatus
 from wayang_operator.controller import scans
@@ -45,18 +44,6 @@ from wayang_operator.settings import OperatorSettings
 ROOT = Path(__file__).resolve().parents[2]
 ECHO = ROOT / "runtime-images" / "python" / "samples" / "echo"
 FETCHER = ROOT / "operator" / "wayang_operator" / "fetching" / "http.py"
-
-
-def _build() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("runtime_build", ROOT / "runtime-images/build.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-BUILD = _build()
 
 
 def sha256(data: bytes) -> str:

@@ -225,14 +225,18 @@ def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Host]]
 # The samples
 
 
-@pytest.mark.parametrize("name", SAMPLE_NAMES)
-def test_the_sample_descriptors_are_valid_plugin_descriptors(name: str) -> None:
-    descriptor = sample(name)
+def valid_descriptor(descriptor: Mapping[str, Any]) -> PluginDescriptor:
+    """A sample's descriptor, checked against the published schema and the model."""
     schema = json.loads((SCHEMAS / "PluginDescriptor.schema.json").read_text())
     jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker()).validate(
         descriptor
     )
-    model = PluginDescriptor.model_validate(descriptor)
+    return PluginDescriptor.model_validate(descriptor)
+
+
+@pytest.mark.parametrize("name", SAMPLE_NAMES)
+def test_the_sample_descriptors_are_valid_plugin_descriptors(name: str) -> None:
+    model = valid_descriptor(sample(name))
     assert model.implementation.type == "python"
     assert model.implementation.coordinate == f"wayang-samples-{name}"
     assert PLACEHOLDER.match(model.implementation.digest)

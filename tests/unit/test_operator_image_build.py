@@ -5,30 +5,16 @@ e2e/test_operator_image.py, which runs the image on the local node."""
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 import tarfile
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+from tests.runtime_build import BUILD
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load() -> ModuleType:
-    # as e2e/test_workloads.py loads it: from its file, not registered in sys.modules
-    spec = importlib.util.spec_from_file_location("runtime_build", ROOT / "runtime-images/build.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-build = _load()
 
 
 def wheel(name: str, version: str, sha: str = "ab" * 32, **extra: Any) -> dict[str, Any]:
@@ -43,7 +29,7 @@ def wheel(name: str, version: str, sha: str = "ab" * 32, **extra: Any) -> dict[s
 def test_the_lock_is_every_resolved_wheel_sorted_by_canonical_name() -> None:
     legacy = wheel("Zeta_Pkg", "1.0")
     legacy["download_info"]["archive_info"] = {"hash": "sha256=" + "cd" * 32}
-    pins = build.pins_from_report({"install": [legacy, wheel("PyYAML", "6.0.3"), wheel("a", "2")]})
+    pins = BUILD.pins_from_report({"install": [legacy, wheel("PyYAML", "6.0.3"), wheel("a", "2")]})
     assert [pin.name for pin in pins] == ["a", "PyYAML", "Zeta_Pkg"]
     assert pins[2].sha256 == "cd" * 32  # pip's older single-hash form
     assert pins[1].requirement() == f"PyYAML==6.0.3 --hash=sha256:{'ab' * 32}"
@@ -59,35 +45,35 @@ def test_the_lock_is_every_resolved_wheel_sorted_by_canonical_name() -> None:
 def test_a_dependency_that_is_not_a_hashed_wheel_fails_the_build(item: dict[str, Any]) -> None:
     """An sdist would be built on the builder (not reproducible, maybe not for the image's
     Python); a wheel without a hash cannot be installed with --require-hashes."""
-    with pytest.raises(build.BuildError, match=item["metadata"]["name"]):
-        build.pins_from_report({"install": [item]})
+    with pytest.raises(BUILD.BuildError, match=item["metadata"]["name"]):
+        BUILD.pins_from_report({"install": [item]})
 
 
 def test_resolving_nothing_fails_the_build() -> None:
-    with pytest.raises(build.BuildError):
-        build.pins_from_report({"install": []})
+    with pytest.raises(BUILD.BuildError):
+        BUILD.pins_from_report({"install": []})
 
 
 def test_the_dependency_layer_key_follows_what_was_resolved() -> None:
     """The layer is rebuilt when a version, a wheel's hash, the file times or the bytecode's
     Python change, and only then."""
-    pins = build.pins_from_report({"install": [wheel("a", "1"), wheel("b", "2")]})
-    key = build.dependencies_key(pins, 1704067200, "3.11")
-    assert key == build.dependencies_key(list(pins), 1704067200, "3.11")
-    upgraded = build.pins_from_report({"install": [wheel("a", "1.1"), wheel("b", "2")]})
-    rebuilt = build.pins_from_report({"install": [wheel("a", "1", "ef" * 32), wheel("b", "2")]})
+    pins = BUILD.pins_from_report({"install": [wheel("a", "1"), wheel("b", "2")]})
+    key = BUILD.dependencies_key(pins, 1704067200, "3.11")
+    assert key == BUILD.dependencies_key(list(pins), 1704067200, "3.11")
+    upgraded = BUILD.pins_from_report({"install": [wheel("a", "1.1"), wheel("b", "2")]})
+    rebuilt = BUILD.pins_from_report({"install": [wheel("a", "1", "ef" * 32), wheel("b", "2")]})
     others = {
-        build.dependencies_key(upgraded, 1704067200, "3.11"),
-        build.dependencies_key(rebuilt, 1704067200, "3.11"),
-        build.dependencies_key(pins, 1704067201, "3.11"),
-        build.dependencies_key(pins, 1704067200, None),
+        BUILD.dependencies_key(upgraded, 1704067200, "3.11"),
+        BUILD.dependencies_key(rebuilt, 1704067200, "3.11"),
+        BUILD.dependencies_key(pins, 1704067201, "3.11"),
+        BUILD.dependencies_key(pins, 1704067200, None),
     }
     assert key not in others
     assert len(others) == 4
 
 
 def test_the_wheels_are_for_bookworms_interpreter() -> None:
-    options = build.pip_platform_options()
+    options = BUILD.pip_platform_options()
     assert "--only-binary=:all:" in options
     assert "--python-version=3.11" in options
     assert "--abi=cp311" in options
@@ -105,13 +91,13 @@ def test_layers_are_byte_for_byte_the_same_and_owned_as_asked(tmp_path: Path) ->
     tool.write_text("#!/bin/sh\n")
     tool.chmod(0o775)
     entries = [
-        *build.tree_entries(tmp_path / "tree", "usr/local/lib"),
-        build.TarEntry("var/cache/wayang", None, 0o755, 65532),
-        build.TarEntry("/usr/local/bin/hello", b"hello\n", 0o755),
+        *BUILD.tree_entries(tmp_path / "tree", "usr/local/lib"),
+        BUILD.TarEntry("var/cache/wayang", None, 0o755, 65532),
+        BUILD.TarEntry("/usr/local/bin/hello", b"hello\n", 0o755),
     ]
-    first = build.write_layer(tmp_path / "a.tar", entries, 1704067200)
+    first = BUILD.write_layer(tmp_path / "a.tar", entries, 1704067200)
     tool.touch()  # file times on disk do not matter
-    second = build.write_layer(tmp_path / "b.tar", reversed(entries), 1704067200)
+    second = BUILD.write_layer(tmp_path / "b.tar", reversed(entries), 1704067200)
     assert first.read_bytes() == second.read_bytes()
     with tarfile.open(first) as tar:
         members = {member.name: member for member in tar.getmembers()}
@@ -125,7 +111,7 @@ def test_layers_are_byte_for_byte_the_same_and_owned_as_asked(tmp_path: Path) ->
 
 
 def test_console_scripts_run_the_entry_point_and_exit_with_its_result(tmp_path: Path) -> None:
-    scripts = build.console_scripts(
+    scripts = BUILD.console_scripts(
         "[console_scripts]\nWayang-Tool = fakepkg.cli:main\n\n[other]\nx = y:z\n"
     )
     assert list(scripts) == ["Wayang-Tool"]  # names keep their case
@@ -144,17 +130,17 @@ def test_console_scripts_run_the_entry_point_and_exit_with_its_result(tmp_path: 
 
 
 def test_a_console_script_that_is_not_module_function_fails() -> None:
-    with pytest.raises(build.BuildError, match="broken"):
-        build.console_scripts("[console_scripts]\nbroken = just_a_module\n")
+    with pytest.raises(BUILD.BuildError, match="broken"):
+        BUILD.console_scripts("[console_scripts]\nbroken = just_a_module\n")
 
 
 def test_the_image_entrypoint_is_a_console_script_of_the_project() -> None:
-    scripts = build.pyproject()["scripts"]
-    (entrypoint,) = build.OPERATOR_ENTRYPOINT
-    assert entrypoint == f"/usr/local/bin/{build.OPERATOR}"
-    assert scripts[build.OPERATOR] == "wayang_operator.controller.main:main"
+    scripts = BUILD.pyproject()["scripts"]
+    (entrypoint,) = BUILD.OPERATOR_ENTRYPOINT
+    assert entrypoint == f"/usr/local/bin/{BUILD.OPERATOR}"
+    assert scripts[BUILD.OPERATOR] == "wayang_operator.controller.main:main"
     assert (
-        build.console_scripts(
+        BUILD.console_scripts(
             "[console_scripts]\n" + "".join(f"{k} = {v}\n" for k, v in scripts.items())
         ).keys()
         == scripts.keys()
@@ -162,21 +148,21 @@ def test_the_image_entrypoint_is_a_console_script_of_the_project() -> None:
 
 
 def test_only_chooses_images_by_name_or_pattern() -> None:
-    everything = build.chosen(None)
+    everything = BUILD.chosen(None)
     assert everything[0] == "runtime-python"
     assert everything[-1] == "wayang-operator"
     assert "sample-echo" in everything
-    assert build.chosen(["wayang-operator"]) == ["wayang-operator"]
-    samples = build.chosen(["runtime-python", "sample-*"])
+    assert BUILD.chosen(["wayang-operator"]) == ["wayang-operator"]
+    samples = BUILD.chosen(["runtime-python", "sample-*"])
     assert "wayang-operator" not in samples
     assert samples == everything[:-1]
-    with pytest.raises(build.BuildError, match="no such image"):
-        build.chosen(["operator"])
+    with pytest.raises(BUILD.BuildError, match="no such image"):
+        BUILD.chosen(["operator"])
 
 
 def test_the_operator_environment_points_at_the_volumes_and_the_bundled_trivy() -> None:
-    env = dict(item.split("=", 1) for item in build.OPERATOR_ENV)
+    env = dict(item.split("=", 1) for item in BUILD.OPERATOR_ENV)
     assert env["HOME"] == "/tmp"
     assert env["WAYANG_TRIVY"] == "/usr/local/bin/trivy"
-    assert env["WAYANG_SCAN_CACHE_DIR"].startswith(build.SCAN_CACHE + "/")
+    assert env["WAYANG_SCAN_CACHE_DIR"].startswith(BUILD.SCAN_CACHE + "/")
     assert env["PYTHONDONTWRITEBYTECODE"] == "1"
