@@ -141,6 +141,17 @@ def wayang(kube: Kube, *args: str, user: str = "approver-1") -> subprocess.Compl
     return subprocess.run(command, capture_output=True, text=True, check=False, timeout=180)
 
 
+def push(*args: str) -> dict[str, str]:
+    """`wayang push` as a publisher runs it (to the local cluster's registry, say): the
+    `key: value` lines it prints (`file digest`, `manifest digest`, `pinned`)."""
+    result = subprocess.run(
+        [str(BIN / "wayang"), "push", *args], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    pairs = (line.split(": ", 1) for line in result.stdout.splitlines() if ": " in line)
+    return {key: value for key, value in pairs if not key.startswith(" ")}
+
+
 def phase_becomes(
     kube: Kube, namespace: str, name: str, phase: str, timeout: float = 30
 ) -> dict[str, Any]:

@@ -291,8 +291,10 @@ CONTROL_PLANE: tuple[str, ...] = (
     "kube-controller-manager",
     "kube-scheduler",
     "kubectl",
+    "registry",
 )
-"""What `make cluster-up` needs; the kubelet joins with the node (sandboxed workloads)."""
+"""What `make cluster-up` needs (with the cluster's OCI registry); the kubelet joins with the
+node (sandboxed workloads)."""
 NODE: tuple[str, ...] = (
     "kubelet",
     "kube-proxy",
