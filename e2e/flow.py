@@ -148,8 +148,13 @@ def push(*args: str) -> dict[str, str]:
         [str(BIN / "wayang"), "push", *args], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr
-    pairs = (line.split(": ", 1) for line in result.stdout.splitlines() if ": " in line)
-    return {key: value for key, value in pairs if not key.startswith(" ")}
+    return pushed_lines(result.stdout)
+
+
+def pushed_lines(out: str) -> dict[str, str]:
+    """The top-level `key: value` lines of `wayang push`'s output (not the YAML snippet's)."""
+    pairs = (line.split(": ", 1) for line in out.splitlines() if not line.startswith(" "))
+    return {pair[0]: pair[1] for pair in pairs if len(pair) == 2}
 
 
 def phase_becomes(
