@@ -55,6 +55,14 @@ def running_tenant_of(kube: Kube, namespace: str) -> Iterator[str]:
         )  # fmt: skip
 
 
+@contextlib.contextmanager
+def scanned_tenant_of(kube: Kube, namespace: str) -> Iterator[str]:
+    """`running_tenant_of` whose policy requires a passed scan before approval."""
+    with running_tenant_of(kube, namespace) as name:
+        set_policy(kube, name, {"scan": {"required": True}})
+        yield name
+
+
 def set_policy(kube: Kube, namespace: str, spec: dict[str, Any]) -> None:
     defaults = {"signing": {"required": False}, "scan": {"required": False}}
     kube.apply(

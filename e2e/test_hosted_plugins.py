@@ -35,15 +35,13 @@ from e2e.flow import (
     phase_becomes,
     pods_of,
     push,
-    running_tenant_of,
-    set_policy,
+    scanned_tenant_of,
     until,
 )
 from e2e.localcluster import cluster as local
 from e2e.localcluster import node as localnode
 from e2e.localcluster.cluster import host_address
-from e2e.operator_process import WORKLOADS, Operator
-from e2e.operator_process import running as running_operators
+from e2e.operator_process import Operator, scanning_workloads
 from e2e.runtimeimages import build_images
 
 HOST = host_address() or "127.0.0.1"
@@ -119,23 +117,19 @@ def operator(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Operator]:
     folder = tmp_path_factory.mktemp("operator")
-    scanning = scanfixtures.offline_scanning([], folder)
-    env = {
-        **WORKLOADS,
-        **scanning,
-        "WAYANG_RUNTIME_IMAGES": json.dumps({"python": host_image, "wasm": host_image}),
-        "WAYANG_PLUGIN_ARTIFACTS_TO": json.dumps([{"cidr": f"{HOST}/32"}]),
-        "WAYANG_ARTIFACT_CA_FILE": str(registry.ca),  # the registry's: the operator and pods
-    }
-    running = Operator(kube, folder, env=env)
-    with running_operators(kube, running):
+    with scanning_workloads(
+        kube,
+        folder,
+        WAYANG_RUNTIME_IMAGES=json.dumps({"python": host_image, "wasm": host_image}),
+        WAYANG_PLUGIN_ARTIFACTS_TO=json.dumps([{"cidr": f"{HOST}/32"}]),
+        WAYANG_ARTIFACT_CA_FILE=str(registry.ca),  # the registry's: the operator and pods
+    ) as running:
         yield running
 
 
 @pytest.fixture
 def tenant(kube: Kube, namespace: str, operator: Operator) -> Iterator[str]:
-    with running_tenant_of(kube, namespace) as name:
-        set_policy(kube, name, {"scan": {"required": True}})
+    with scanned_tenant_of(kube, namespace) as name:
         yield name
 
 

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from e2e import scanfixtures
 from e2e.conftest import Kube
 from e2e.flow import (
     approval,
@@ -24,14 +23,12 @@ from e2e.flow import (
     phase_becomes,
     pods_of,
     push,
-    running_tenant_of,
     sample_plugin,
-    set_policy,
+    scanned_tenant_of,
 )
 from e2e.localcluster import cluster as local
 from e2e.localcluster import node as localnode
-from e2e.operator_process import WORKLOADS, Operator
-from e2e.operator_process import running as running_operators
+from e2e.operator_process import Operator, scanning_workloads
 from e2e.runtimeimages import build_images
 
 READY_TIMEOUT = 240
@@ -57,20 +54,13 @@ def operator(
     kube: Kube, registry: local.Registry, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Operator]:
     folder = tmp_path_factory.mktemp("operator")
-    env = {
-        **WORKLOADS,
-        **scanfixtures.offline_scanning([], folder),
-        "WAYANG_ARTIFACT_CA_FILE": str(registry.ca),
-    }
-    running = Operator(kube, folder, env=env)
-    with running_operators(kube, running):
+    with scanning_workloads(kube, folder, WAYANG_ARTIFACT_CA_FILE=str(registry.ca)) as running:
         yield running
 
 
 @pytest.fixture
 def tenant(kube: Kube, namespace: str, operator: Operator) -> Iterator[str]:
-    with running_tenant_of(kube, namespace) as name:
-        set_policy(kube, name, {"scan": {"required": True}})
+    with scanned_tenant_of(kube, namespace) as name:
         yield name
 
 
