@@ -25,6 +25,7 @@ import ssl
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -246,10 +247,15 @@ def host_address() -> str | None:
     return None if address.startswith("127.") else address
 
 
-def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
+def _http_ok(url: str, context: ssl.SSLContext | None = None, *, strict: bool = False) -> bool:
+    """Whether `url` answers 200; `strict` lets an HTTP error status through to the caller."""
     try:
         with urllib.request.urlopen(url, timeout=2, context=context) as response:
             return bool(response.status == 200)
+    except urllib.error.HTTPError:
+        if strict:
+            raise
+        return False
     except (OSError, ValueError):
         return False
 
@@ -318,10 +324,13 @@ class Registry:
     ca: Path
 
 
-def registry_config(data: Path, listen: str, serving: KeyPair) -> dict[str, Any]:
-    """Distribution's configuration: filesystem storage, TLS, no authentication (the cluster's
-    own throwaway registry; the fetcher's token flow is tested against an authenticating one),
-    deletes allowed so tests can remove what they pushed."""
+def registry_config(
+    data: Path, listen: str, serving: KeyPair, auth: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Distribution's configuration: filesystem storage, TLS, deletes allowed so tests can
+    remove what they pushed, and no authentication unless `auth` (Distribution's `auth`
+    section) says otherwise: the cluster's own is a throwaway registry; the token flow is
+    tested against one that asks for tokens (tests/integration/test_oci.py)."""
     return {
         "version": 0.1,
         "log": {"level": "info", "accesslog": {"disabled": False}},
@@ -330,23 +339,33 @@ def registry_config(data: Path, listen: str, serving: KeyPair) -> dict[str, Any]
             "addr": listen,
             "tls": {"certificate": str(serving.cert), "key": str(serving.key)},
         },
-    }
+    } | ({"auth": auth} if auth else {})
 
 
 def start_registry(
-    layout: Layout, binary: Path, authority: Authority, address: str, port: int
+    layout: Layout,
+    binary: Path,
+    authority: Authority,
+    address: str,
+    port: int,
+    auth: dict[str, Any] | None = None,
 ) -> tuple[Registry, float]:
     """Start the registry on `address:port` (and loopback: the same port on every address),
     with a serving certificate of `authority` for both; returns it and how long it took."""
     serving = authority.serving("registry", ["localhost"], sorted({"127.0.0.1", address}))
     layout.registry_data.mkdir(parents=True, exist_ok=True)
-    config = registry_config(layout.registry_data, f":{port}", serving)
+    config = registry_config(layout.registry_data, f":{port}", serving, auth)
     layout.registry_config.write_text(yaml.safe_dump(config, sort_keys=False))
     pid = _start(layout, "registry", [str(binary), "serve", str(layout.registry_config)])
     context = _client_context(authority.pair.cert, None)
-    took = _wait(
-        "registry", pid, layout, lambda: _http_ok(f"https://{address}:{port}/v2/", context), 30
-    )
+
+    def answers() -> bool:  # 200, or 401 from one that wants a token
+        try:
+            return _http_ok(f"https://{address}:{port}/v2/", context, strict=True)
+        except urllib.error.HTTPError as error:
+            return error.code == 401
+
+    took = _wait("registry", pid, layout, answers, 30)
     return Registry(f"{address}:{port}", authority.pair.cert), took
 
 

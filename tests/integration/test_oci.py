@@ -6,23 +6,35 @@ local cluster's PKI module, the way the local cluster starts its own.
 the runtime image runs it) pulls them back from `oci://` by the file's digest; a tag moved to
 other bytes leaves the pinned digest on the original bytes; bytes changed in the registry's own
 storage are refused by digest (Distribution checks digests on upload, not on every read); and
-ORAS, another client, pulls what `wayang push` pushed by its manifest digest.
+ORAS, another client, pulls what `wayang push` pushed by its manifest digest. A second
+registry asks for tokens (Distribution's `auth.token`, with a token service of the test's that
+signs ES256 JWTs with a certificate of the same CA): push and fetch follow the Bearer challenge
+with the pull Secret's Basic credentials, and without them are refused.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import oras.client
 import pytest
 import wasmtime
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from e2e.flow import pushed_lines
 from e2e.localcluster import build
 from e2e.localcluster import cluster as local
@@ -193,3 +205,114 @@ def test_oras_pulls_what_wayang_pushed_by_its_manifest_digest(
     (pulled,) = client.pull(target=target, outdir=str(tmp_path / "pulled"))
     assert Path(pulled).name == "interop.wasm", "the layer's org.opencontainers.image.title"
     assert hashlib.sha256(Path(pulled).read_bytes()).hexdigest() == lines["file digest"][7:]
+
+
+class TokenService:
+    """The token half of the distribution spec's Bearer flow, for a registry configured with
+    Distribution's `auth.token`: Basic credentials in, an ES256 JWT out whose x5c chain ends at
+    the test CA (Distribution's `rootcertbundle`) and whose access is the scope asked for."""
+
+    def __init__(self, authority: Authority) -> None:
+        pair = authority.serving("token-signer", ["token-signer"], [])
+        key = serialization.load_pem_private_key(pair.key_pem(), None)
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        self.key = key
+        cert = x509.load_pem_x509_certificate(pair.cert_pem())
+        self.x5c = base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
+        self.login = ("pusher", "s3cret")
+        self.scopes: list[str] = []
+        self.url = ""
+
+    def token(self, scope: str) -> str:
+        _, name, actions = scope.split(":")
+        now = int(time.time())
+        claims = {
+            "iss": "wayang-test", "sub": self.login[0], "aud": "wayang-test",
+            "exp": now + 300, "nbf": now - 10, "iat": now, "jti": os.urandom(8).hex(),
+            "access": [{"type": "repository", "name": name, "actions": actions.split(",")}],
+        }  # fmt: skip
+        header = {"typ": "JWT", "alg": "ES256", "x5c": [self.x5c]}
+        signing = b".".join(_b64url(json.dumps(part).encode()) for part in (header, claims))
+        r, s = decode_dss_signature(self.key.sign(signing, ec.ECDSA(hashes.SHA256())))
+        return (signing + b"." + _b64url(r.to_bytes(32, "big") + s.to_bytes(32, "big"))).decode()
+
+
+def _b64url(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+@pytest.fixture(scope="module")
+def token_registry(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[local.Registry, TokenService]]:
+    layout = local.Layout(tmp_path_factory.mktemp("token-registry"))
+    authority = Authority(layout.pki)
+    service = TokenService(authority)
+    expected = "Basic " + base64.b64encode(":".join(service.login).encode()).decode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+            if self.headers.get("Authorization") != expected:
+                self.send_response(401)
+                self.end_headers()
+                return
+            scope = query["scope"][0]
+            service.scopes.append(scope)
+            body = json.dumps({"token": service.token(scope)}).encode()
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    auth = {
+        "token": {
+            "realm": f"http://127.0.0.1:{httpd.server_address[1]}/token",
+            "service": "wayang-test",
+            "issuer": "wayang-test",
+            "rootcertbundle": str(authority.pair.cert),
+        }
+    }
+    binary = build.ensure_built(["registry"])["registry"]
+    started, _ = local.start_registry(
+        layout, binary, authority, "127.0.0.1", local.free_port(), auth
+    )
+    yield started, service
+    local.down(layout)
+    httpd.shutdown()
+
+
+def test_a_registry_that_wants_a_token_gets_one_for_the_pull_secrets_credentials(
+    token_registry: tuple[local.Registry, TokenService],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    registry, service = token_registry
+    path = tmp_path / "private.wasm"
+    path.write_bytes(module("private"))
+    reference = f"oci://{registry.address}/plugins/private:1.0.0"
+    config = tmp_path / "config.json"
+    login = base64.b64encode(":".join(service.login).encode()).decode()
+    config.write_text(json.dumps({"auths": {registry.address: {"auth": login}}}))
+    ca = ("--ca-file", str(registry.ca))
+
+    assert main(["push", str(path), reference, *ca]) == 1
+    refused = capsys.readouterr().err
+    assert f"wayang push: registry https://{registry.address} refused the upload: " in refused
+    assert "HTTP 401" in refused
+
+    lines = wayang_push(capsys, str(path), reference, *ca, "--registry-config", str(config))
+    assert service.scopes[-1] == "repository:plugins/private:pull,push"
+    source = http.Source("wasm", reference, "private", lines["file digest"])
+    credentials = http.basic_auth(config.read_bytes(), reference)
+    assert http.fetch(source, credentials, fetcher(registry)) == path.read_bytes()
+    assert service.scopes[-1] == "repository:plugins/private:pull"
+    with pytest.raises(http.FetchError) as anonymous:
+        http.fetch(source, None, fetcher(registry))
+    assert (anonymous.value.kind, anonymous.value.retryable) == ("NetworkError", False)
+    assert "/token" in anonymous.value.message
+    assert "HTTP 401" in anonymous.value.message

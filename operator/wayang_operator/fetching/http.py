@@ -296,9 +296,13 @@ class Registry:
         realm = params["realm"]
         token_url = realm + ("&" if "?" in realm else "?") + urlencode(query)
         body = bytearray()
-        self._send(
-            "GET", token_url, data=None, headers={}, sink=body.extend, authorization=self._basic()
-        )
+        try:
+            login = self._basic()
+            self._send(
+                "GET", token_url, data=None, headers={}, sink=body.extend, authorization=login
+            )
+        except urllib.error.HTTPError as error:  # refused credentials, or none given
+            raise _http_error("GET", token_url, error) from error
         try:
             answer = json.loads(body)
             token = answer.get("token") or answer.get("access_token")
