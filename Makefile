@@ -32,8 +32,8 @@ lint: $(STAMP) ## ruff (lint + format check), mypy --strict, import-layer contra
 	@echo "==> mypy --strict"; $(BIN)/mypy
 	@echo "==> import layers"; $(BIN)/lint-imports --no-cache
 
-tools: $(STAMP) ## Build trivy and helm (pinned, from their Go modules; cached): the scans and the chart tests run them for real
-	@$(BIN)/python -m e2e.localcluster.build trivy helm
+tools: $(STAMP) ## Build trivy, helm and the OCI registry (pinned, from their Go modules; cached): the scans, the chart and the OCI tests run them for real
+	@$(BIN)/python -m e2e.localcluster.build trivy helm registry
 
 postgres: $(STAMP) ## Install PostgreSQL from the OS packages if missing (the audit store's tests start their own server)
 	@$(BIN)/python -c "from e2e.localpg import ensure_installed; ensure_installed()"

@@ -369,3 +369,14 @@ def node(kube: Kube) -> Iterator[localnode.Node]:
         pytest.skip("not the local cluster: a node is only started on e2e/localcluster's")
     with localnode.lend_host(kube.local) as started:
         yield started
+
+
+@pytest.fixture(scope="session")
+def registry(kube: Kube) -> local.Registry:
+    """The local cluster's OCI registry (started with it, TLS from its CA): its `address`
+    (host:port, the same from the host and from pods) and `ca`. Only the suite's own local
+    cluster has one; with --kubeconfig or --kind the tests that push to it are skipped."""
+    found = local.registry(kube.local) if kube.local is not None else None
+    if found is None:
+        pytest.skip("not the local cluster: only e2e/localcluster's starts a registry")
+    return found

@@ -55,6 +55,14 @@ def running_tenant_of(kube: Kube, namespace: str) -> Iterator[str]:
         )  # fmt: skip
 
 
+@contextlib.contextmanager
+def scanned_tenant_of(kube: Kube, namespace: str) -> Iterator[str]:
+    """`running_tenant_of` whose policy requires a passed scan before approval."""
+    with running_tenant_of(kube, namespace) as name:
+        set_policy(kube, name, {"scan": {"required": True}})
+        yield name
+
+
 def set_policy(kube: Kube, namespace: str, spec: dict[str, Any]) -> None:
     defaults = {"signing": {"required": False}, "scan": {"required": False}}
     kube.apply(
@@ -139,6 +147,22 @@ def wayang(kube: Kube, *args: str, user: str = "approver-1") -> subprocess.Compl
     if context:
         command.append(f"--context={context}")
     return subprocess.run(command, capture_output=True, text=True, check=False, timeout=180)
+
+
+def push(*args: str) -> dict[str, str]:
+    """`wayang push` as a publisher runs it (to the local cluster's registry, say): the
+    `key: value` lines it prints (`file digest`, `manifest digest`, `pinned`)."""
+    result = subprocess.run(
+        [str(BIN / "wayang"), "push", *args], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return pushed_lines(result.stdout)
+
+
+def pushed_lines(out: str) -> dict[str, str]:
+    """The top-level `key: value` lines of `wayang push`'s output (not the YAML snippet's)."""
+    pairs = (line.split(": ", 1) for line in out.splitlines() if not line.startswith(" "))
+    return {pair[0]: pair[1] for pair in pairs if len(pair) == 2}
 
 
 def phase_becomes(

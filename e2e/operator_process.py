@@ -18,6 +18,7 @@ from typing import Any
 
 from e2e.conftest import WEBHOOK_CONFIGURATION, Kube
 from e2e.localcluster.cluster import free_port
+from e2e.scanfixtures import offline_scanning
 
 WORKLOADS = {
     "WAYANG_WORKLOADS": "true",
@@ -145,6 +146,15 @@ def running(kube: Kube, *operators: Operator) -> Iterator[None]:
             operator.kill()
         for kind in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
             kube.run("delete", kind, WEBHOOK_CONFIGURATION, "--ignore-not-found", check=False)
+
+
+@contextlib.contextmanager
+def scanning_workloads(kube: Kube, folder: Path, **env: str) -> Iterator[Operator]:
+    """An operator that runs workloads and scans their artifacts with the pinned trivy and the
+    offline test database (scanfixtures), `env` on top, for the length of the block."""
+    operator = Operator(kube, folder, env={**WORKLOADS, **offline_scanning([], folder), **env})
+    with running(kube, operator):
+        yield operator
 
 
 @contextlib.contextmanager

@@ -3,7 +3,9 @@ scanned, approved, run on the runtime host under gVisor, and refused by digest i
 the bytes behind the same URL change after approval.
 
 The artifacts are built here (runtime-images/build.py `wheel` and `wasm_module`, byte-for-byte
-repeatable) and served over HTTP from the host's address; the operator fetches them
+repeatable) and served over HTTP from the host's address, or pushed with `wayang push` to the
+cluster's OCI registry (TLS from the cluster's CA, on the same address) and pinned as `oci://`
+artifacts by the file's digest; the operator fetches them
 to scan them (trivy with the test database), and each plugin pod's init container (the runtime
 image's /opt/wayang/fetch.py, the operator's own fetching module) fetches them again, checks the
 digest and unpacks them read-only for the host. The NetworkPolicy lets the pod reach only that
@@ -31,14 +33,14 @@ from e2e.flow import (
     execute,
     phase_becomes,
     pods_of,
-    running_tenant_of,
-    set_policy,
+    push,
+    scanned_tenant_of,
     until,
 )
+from e2e.localcluster import cluster as local
 from e2e.localcluster import node as localnode
 from e2e.localcluster.cluster import host_address
-from e2e.operator_process import WORKLOADS, Operator
-from e2e.operator_process import running as running_operators
+from e2e.operator_process import Operator, scanning_workloads
 from e2e.runtimeimages import build_images
 
 HOST = host_address() or "127.0.0.1"
@@ -98,25 +100,23 @@ def operator(
     kube: Kube,
     host_image: str,
     repository: Repository,
+    registry: local.Registry,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Operator]:
     folder = tmp_path_factory.mktemp("operator")
-    scanning = scanfixtures.offline_scanning([], folder)
-    env = {
-        **WORKLOADS,
-        **scanning,
-        "WAYANG_RUNTIME_IMAGES": json.dumps({"python": host_image, "wasm": host_image}),
-        "WAYANG_PLUGIN_ARTIFACTS_TO": json.dumps([{"cidr": f"{HOST}/32"}]),
-    }
-    running = Operator(kube, folder, env=env)
-    with running_operators(kube, running):
+    with scanning_workloads(
+        kube,
+        folder,
+        WAYANG_RUNTIME_IMAGES=json.dumps({"python": host_image, "wasm": host_image}),
+        WAYANG_PLUGIN_ARTIFACTS_TO=json.dumps([{"cidr": f"{HOST}/32"}]),
+        WAYANG_ARTIFACT_CA_FILE=str(registry.ca),  # the registry's: the operator and pods
+    ) as running:
         yield running
 
 
 @pytest.fixture
 def tenant(kube: Kube, namespace: str, operator: Operator) -> Iterator[str]:
-    with running_tenant_of(kube, namespace) as name:
-        set_policy(kube, name, {"scan": {"required": True}})
+    with scanned_tenant_of(kube, namespace) as name:
         yield name
 
 
@@ -255,6 +255,40 @@ def test_a_wasm_module_runs_on_wasmtime_under_gvisor_within_its_memory_limit(
     assert pod["spec"]["runtimeClassName"] == "gvisor"
     hog = execute(kube, tenant, "hog", {"text": "more"})
     assert hog["output"] == {"grown": False}, "256 MiB more is past the 192Mi limit"
+
+
+def test_a_wasm_module_pushed_to_the_registry_is_fetched_from_oci_by_the_scan_and_the_pod(
+    kube: Kube, tenant: str, registry: local.Registry, tmp_path: Path
+) -> None:
+    """`wayang push` makes the module an OCI artifact; the Plugin pins `oci://` and the file's
+    digest; the operator's scan and the pod's fetcher both read the blob by that digest over TLS
+    (the cluster's CA, given to the pod as WAYANG_ARTIFACT_CA), through the NetworkPolicy's
+    artifact rule on the registry's port."""
+    name, data = BUILD.wasm_module(WASM / "echo")
+    path = tmp_path / name
+    path.write_bytes(data)
+    reference = f"oci://{registry.address}/{tenant}/echo:1.0.0"
+    pushed = push(str(path), reference, "--ca-file", str(registry.ca))
+    assert pushed["file digest"] == sha256(data)
+    awaiting = publish(
+        kube, tenant, wasm_plugin("echo", "echo", reference, data), "AwaitingApproval"
+    )
+    assert condition(awaiting, "Scanned")["reason"] == "ScanPassed"
+    assert approval(kube, tenant, "echo", "approver-1").returncode == 0
+    phase_becomes(kube, tenant, "echo", "Ready", timeout=READY_TIMEOUT)
+    answer = execute(kube, tenant, "echo", {"text": "oci"})
+    assert answer["output"] == {"inputs": {"text": "oci"}, "properties": {}}
+
+    (pod,) = pods_of(kube, tenant, "echo")
+    (fetch,) = pod["spec"]["initContainers"]
+    assert {"name": "WAYANG_ARTIFACT_REPOSITORY", "value": reference} in fetch["env"]
+    logs = kube.run("logs", pod["metadata"]["name"], "-c", "fetch", namespace=tenant).stdout
+    assert json.loads(logs.strip().splitlines()[-1])["digest"] == sha256(data)
+    assert kube.local is not None
+    blob = f"GET /v2/{tenant}/echo/blobs/{sha256(data)}"
+    log = kube.local.log_file("registry").read_text().splitlines()
+    reads = [line for line in log if blob in line and "wayang-fetch" in line]
+    assert len(reads) >= 2, "the operator's scan and the pod's fetcher each read the blob"
 
 
 def test_a_wasm_module_with_a_credential_in_its_data_is_blocked_by_its_scan(

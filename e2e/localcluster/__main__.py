@@ -27,6 +27,7 @@ from .cluster import (
     down,
     e2e_layout,
     log,
+    registry,
     status,
     up,
 )
@@ -83,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         users = ", ".join(user.user for user in USERS)
         log(f"kubeconfig: {layout.kubeconfig} (contexts: {CLUSTER_NAME} = admin, {users})")
         log(f"matching kubectl: {layout.bin / 'kubectl'} ({cluster.kubectl.parent.name})")
+        oci = registry(layout)
+        if oci is not None:
+            log(f"OCI registry: https://{oci.address} (CA {oci.ca}; `wayang push --ca-file`)")
         if args.node:
             started = node.up(layout)
             log(

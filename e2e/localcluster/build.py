@@ -21,8 +21,8 @@ and no tags, its go.mod replaces nothing).
 
 Go's own module and build caches (``go env GOMODCACHE`` / ``GOCACHE``) are used
 unchanged so other projects share them. Binaries land in
-``<cache>/bin/<release>-<ver>/`` (kubernetes, etcd, gvisor, kube-router, trivy) where
-``<cache>`` is ``${WAYANG_CACHE:-${XDG_CACHE_HOME:-~/.cache}/wayang}``.
+``<cache>/bin/<release>-<ver>/`` (kubernetes, etcd, gvisor, kube-router, trivy, helm,
+distribution) where ``<cache>`` is ``${WAYANG_CACHE:-${XDG_CACHE_HOME:-~/.cache}/wayang}``.
 
 Usage::
 
@@ -57,6 +57,8 @@ KUBERNETES_VERSION = "v1.35.4"
 ETCD_VERSION = "v3.6.16"
 TRIVY_VERSION = "v0.67.2"
 HELM_VERSION = "v4.3.1"
+REGISTRY_VERSION = "v3.1.2"
+"""CNCF Distribution: the OCI registry of e2e and the demo (artifacts and images, over TLS)."""
 GVISOR_VERSION = "v0.0.0-20260413194555-9680d69bf798"
 """A commit of gVisor's `go` branch (the generated, `go build`-able tree; master needs Bazel).
 
@@ -197,6 +199,15 @@ HELM = Release(
     published_version=_unused_published_version,  # helm's go.mod replaces nothing
 )
 
+REGISTRY = Release(
+    name="distribution",
+    version=REGISTRY_VERSION,
+    root_module="github.com/distribution/distribution/v3",
+    extra_modules=(),
+    tags="",  # upstream's Dockerfile: BUILDTAGS empty, -trimpath, the version ldflags below
+    published_version=_unused_published_version,  # its go.mod replaces nothing
+)
+
 
 GVISOR_SHIM_OOM = Patch(
     module="gvisor.dev/gvisor",
@@ -270,6 +281,8 @@ COMPONENTS: dict[str, Component] = {
         Component("trivy", TRIVY, "github.com/aquasecurity/trivy/cmd/trivy"),
         # The chart's tests run `helm lint`, `helm template` and `helm install` (charts/).
         Component("helm", HELM, "helm.sh/helm/v4/cmd/helm"),
+        # The OCI registry the local cluster starts (TLS from its PKI) and the OCI tests push to.
+        Component("registry", REGISTRY, "github.com/distribution/distribution/v3/cmd/registry"),
     )
 }
 CONTROL_PLANE: tuple[str, ...] = (
@@ -278,8 +291,10 @@ CONTROL_PLANE: tuple[str, ...] = (
     "kube-controller-manager",
     "kube-scheduler",
     "kubectl",
+    "registry",
 )
-"""What `make cluster-up` needs; the kubelet joins with the node (sandboxed workloads)."""
+"""What `make cluster-up` needs (with the cluster's OCI registry); the kubelet joins with the
+node (sandboxed workloads)."""
 NODE: tuple[str, ...] = (
     "kubelet",
     "kube-proxy",
@@ -366,6 +381,10 @@ def _version_ldflags(release: Release, build_date: str | None) -> list[str]:
         return ["-X", f"github.com/aquasecurity/trivy/pkg/version/app.ver={release.version[1:]}"]
     if release is HELM:  # `helm version`, as upstream's Makefile sets it
         return ["-X", f"helm.sh/helm/v4/internal/version.version={release.version}"]
+    if release is REGISTRY:  # `registry --version`, as upstream's Makefile sets it
+        package = "github.com/distribution/distribution/v3"
+        return ["-X", f"{package}/version.version={release.version}",
+                "-X", f"{package}/version.mainpkg={package}"]  # fmt: skip
     if release is GVISOR:  # `runsc --version`; the shim has no version variable
         return ["-X", f"gvisor.dev/gvisor/runsc/version.version={release.version}"]
     if release is KUBE_ROUTER:  # as upstream's Makefile (`git describe --tags` on the tag)

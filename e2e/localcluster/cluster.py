@@ -1,6 +1,8 @@
 """A real Kubernetes control plane as local processes: etcd, kube-apiserver, kube-controller-manager
 and kube-scheduler on loopback, the way controller-runtime's envtest and Kubernetes'
-local-up-cluster.sh run them.
+local-up-cluster.sh run them; beside them an OCI registry (CNCF Distribution, built by build.py)
+with a serving certificate of the cluster's CA, on the host's address, for plugin artifacts and
+images the node pulls (node.py makes its containerd trust that CA for the registry's address).
 
 Everything lives in one state folder (default `.cluster/` in the repository): certificates,
 kubeconfigs, etcd data, one log file and one pid file per process, and `state.json` with the
@@ -23,6 +25,7 @@ import ssl
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,7 +41,7 @@ CLUSTER_NAME = "wayang-local"
 SERVICE_CIDR = "10.0.0.0/24"
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 USERS_MANIFEST = Path(__file__).with_name("users.yaml")
-ORDER = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+ORDER = ("registry", "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 """Start order; stop order is the reverse (the API server must go before etcd)."""
 
 ADMIN = Identity("wayang-admin", ("system:masters",))
@@ -80,6 +83,15 @@ class Layout:
     @property
     def kubeconfig(self) -> Path:
         return self.root / "kubeconfig"
+
+    @property
+    def registry_data(self) -> Path:
+        """The registry's storage (blobs and repositories), forgotten with the cluster."""
+        return self.root / "registry-data"
+
+    @property
+    def registry_config(self) -> Path:
+        return self.root / "registry.yml"
 
     @property
     def state(self) -> Path:
@@ -181,6 +193,7 @@ def down(layout: Layout | None = None) -> None:
     for name in reversed(ORDER):
         _stop(layout, name)
     shutil.rmtree(layout.etcd_data, ignore_errors=True)
+    shutil.rmtree(layout.registry_data, ignore_errors=True)
     layout.state.unlink(missing_ok=True)
     layout.node_images.unlink(missing_ok=True)
 
@@ -234,10 +247,15 @@ def host_address() -> str | None:
     return None if address.startswith("127.") else address
 
 
-def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
+def _http_ok(url: str, context: ssl.SSLContext | None = None, *, strict: bool = False) -> bool:
+    """Whether `url` answers 200; `strict` lets an HTTP error status through to the caller."""
     try:
         with urllib.request.urlopen(url, timeout=2, context=context) as response:
             return bool(response.status == 200)
+    except urllib.error.HTTPError:
+        if strict:
+            raise
+        return False
     except (OSError, ValueError):
         return False
 
@@ -294,6 +312,71 @@ def kubeconfig_document(
 def _write_yaml(path: Path, document: dict[str, Any]) -> None:
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     path.chmod(0o600)
+
+
+@dataclass(frozen=True)
+class Registry:
+    """The cluster's OCI registry: `address` (host:port) is the same from the host and from pods
+    (the host's address, which pods reach through the node's bridge); its certificate chains to
+    `ca`, the cluster's CA."""
+
+    address: str
+    ca: Path
+
+
+def registry_config(
+    data: Path, listen: str, serving: KeyPair, auth: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Distribution's configuration: filesystem storage, TLS, deletes allowed so tests can
+    remove what they pushed, and no authentication unless `auth` (Distribution's `auth`
+    section) says otherwise: the cluster's own is a throwaway registry; the token flow is
+    tested against one that asks for tokens (tests/integration/test_oci.py)."""
+    return {
+        "version": 0.1,
+        "log": {"level": "info", "accesslog": {"disabled": False}},
+        "storage": {"filesystem": {"rootdirectory": str(data)}, "delete": {"enabled": True}},
+        "http": {
+            "addr": listen,
+            "tls": {"certificate": str(serving.cert), "key": str(serving.key)},
+        },
+    } | ({"auth": auth} if auth else {})
+
+
+def start_registry(
+    layout: Layout,
+    binary: Path,
+    authority: Authority,
+    address: str,
+    port: int,
+    auth: dict[str, Any] | None = None,
+) -> tuple[Registry, float]:
+    """Start the registry on `address:port` (and loopback: the same port on every address),
+    with a serving certificate of `authority` for both; returns it and how long it took."""
+    serving = authority.serving("registry", ["localhost"], sorted({"127.0.0.1", address}))
+    layout.registry_data.mkdir(parents=True, exist_ok=True)
+    config = registry_config(layout.registry_data, f":{port}", serving, auth)
+    layout.registry_config.write_text(yaml.safe_dump(config, sort_keys=False))
+    pid = _start(layout, "registry", [str(binary), "serve", str(layout.registry_config)])
+    context = _client_context(authority.pair.cert, None)
+
+    def answers() -> bool:  # 200, or 401 from one that wants a token
+        try:
+            return _http_ok(f"https://{address}:{port}/v2/", context, strict=True)
+        except urllib.error.HTTPError as error:
+            return error.code == 401
+
+    took = _wait("registry", pid, layout, answers, 30)
+    return Registry(f"{address}:{port}", authority.pair.cert), took
+
+
+def registry(layout: Layout | None = None) -> Registry | None:
+    """The running cluster's registry, as `up` recorded it."""
+    layout = layout or default_layout()
+    try:
+        recorded = json.loads(layout.state.read_text())["registry"]
+    except (FileNotFoundError, ValueError, KeyError):
+        return None
+    return Registry(recorded["address"], Path(recorded["ca"]))
 
 
 @dataclass(frozen=True)
@@ -354,8 +437,13 @@ def up(layout: Layout | None = None) -> Cluster:
     sa = service_account_keys(layout.pki)
     admin = authority.client(ADMIN)
     kubelet_client = authority.client(KUBELET_CLIENT)
-    ports = {name: free_port() for name in ("etcd", "etcd-peer", "apiserver", "kcm", "scheduler")}
+    names = ("registry", "etcd", "etcd-peer", "apiserver", "kcm", "scheduler")
+    ports = {name: free_port() for name in names}
     server = f"https://127.0.0.1:{ports['apiserver']}"
+    oci, took = start_registry(
+        layout, binaries["registry"], authority, advertise, ports["registry"]
+    )
+    ready = {"registry": took}
 
     etcd_url = f"http://127.0.0.1:{ports['etcd']}"
     peer_url = f"http://127.0.0.1:{ports['etcd-peer']}"
@@ -375,7 +463,7 @@ def up(layout: Layout | None = None) -> Cluster:
             "--log-level=warn",
         ],
     )
-    ready = {"etcd": _wait("etcd", pid, layout, lambda: _http_ok(f"{etcd_url}/health"), 30)}
+    ready["etcd"] = _wait("etcd", pid, layout, lambda: _http_ok(f"{etcd_url}/health"), 30)
 
     pki = layout.pki
     pid = _start(
@@ -476,7 +564,13 @@ def up(layout: Layout | None = None) -> Cluster:
     cluster.run_kubectl("apply", f"--filename={USERS_MANIFEST}")
     layout.state.write_text(
         json.dumps(
-            {"server": server, "ports": ports, "kubernetes": build.KUBERNETES_VERSION}, indent=2
+            {
+                "server": server,
+                "ports": ports,
+                "kubernetes": build.KUBERNETES_VERSION,
+                "registry": {"address": oci.address, "ca": str(oci.ca)},
+            },
+            indent=2,
         )
     )
     log(f"control plane up in {time.monotonic() - started:.1f}s at {server}")

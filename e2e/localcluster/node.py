@@ -10,7 +10,11 @@ containerd or kubelet:
   with its own root, state, socket and config, the CRI plugin, and two runtimes: `runc`
   (io.containerd.runc.v2) and `runsc` (io.containerd.runsc.v1, gVisor's shim built from source by
   build.py); a CNI bridge (`wayang0`, pods in 10.88.0.0/16) with host-local IPAM;
-- a pause (sandbox) image built here from e2e/tools/pause, because there is no registry;
+- a pause (sandbox) image built here from e2e/tools/pause (imported: the node needs it before
+  anything could be pushed);
+- the cluster's OCI registry as a trusted source of images: containerd's CRI reads
+  `<node>/containerd/certs.d/<registry host:port>/hosts.toml` (`config_path`), which names the
+  cluster's CA for it, so pods whose image is `<registry>/name@sha256:…` are pulled from it;
 - the kubelet (built from source) as `system:node:wayang-node`, cgroup v1 with the cgroupfs
   driver, pods under its own cgroup root `/wayang-node`;
 - kube-proxy in iptables mode, so ClusterIP Services answer from the host and from pods;
@@ -67,6 +71,7 @@ from .cluster import (
     SERVICE_CIDR,
     Cluster,
     Layout,
+    Registry,
     _alive,
     _http_ok,
     _read_pid,
@@ -79,6 +84,7 @@ from .cluster import (
     kubeconfig_document,
 )
 from .cluster import current as current_cluster
+from .cluster import registry as cluster_registry
 from .pki import Authority, Identity, KeyPair
 
 NODE_NAME = "wayang-node"
@@ -196,6 +202,11 @@ class NodeLayout:
     @property
     def containerd_config(self) -> Path:
         return self.containerd / "config.toml"
+
+    @property
+    def registry_hosts(self) -> Path:
+        """containerd's `config_path`: a `hosts.toml` per registry host:port."""
+        return self.containerd / "certs.d"
 
     @property
     def runsc_config(self) -> Path:
@@ -449,9 +460,28 @@ def _toml_string(value: str | Path) -> str:
     return json.dumps(str(value))  # a JSON string is a valid TOML basic string
 
 
-def _write_configs(nodes: NodeLayout, binaries: dict[str, Path], pause: str) -> None:
+def registry_hosts(registry: Registry) -> str:
+    """containerd's `hosts.toml` for the cluster's registry: pull and resolve from it over HTTPS,
+    trusting the cluster's CA for it (and for nothing else)."""
+    server = f"https://{registry.address}"
+    return (
+        f"server = {_toml_string(server)}\n\n"
+        f"[host.{_toml_string(server)}]\n"
+        '  capabilities = ["pull", "resolve"]\n'
+        f"  ca = {_toml_string(registry.ca)}\n"
+    )
+
+
+def _write_configs(
+    nodes: NodeLayout, binaries: dict[str, Path], pause: str, registry: Registry | None
+) -> None:
     """containerd's, runsc's and the CNI's configuration, all pointing into the node folder so
-    nothing of a system containerd (/etc/containerd, /var/lib/containerd, /opt/cni) is used."""
+    nothing of a system containerd (/etc/containerd with its certs.d, /var/lib/containerd,
+    /opt/cni) is used; the cluster's registry gets its hosts.toml."""
+    if registry is not None:
+        hosts = nodes.registry_hosts / registry.address
+        hosts.mkdir(parents=True, exist_ok=True)
+        (hosts / "hosts.toml").write_text(registry_hosts(registry))
     cri = '[plugins."io.containerd.grpc.v1.cri"'
     runsc_options: dict[str, str | Path] = {
         "binary_name": binaries["runsc"],
@@ -496,6 +526,9 @@ disabled_plugins = [
   # oom_score_adj below its own: the kubelet asks -998 for pod sandboxes and runc fails with
   # "can't get final child's PID from pipe: EOF". Clamp to containerd's own score instead.
   restrict_oom_score_adj = {str(_restrict_oom_score_adj()).lower()}
+
+{cri}.registry]
+  config_path = {_toml_string(nodes.registry_hosts)}
 
 {cri}.containerd]
   default_runtime_name = "runc"
@@ -1108,7 +1141,7 @@ def _start_node(layout: Layout, cluster: Cluster, binaries: dict[str, Path]) -> 
 
     pause = _pause_image(nodes)
     pause_name = _image_name(pause)
-    _write_configs(nodes, binaries, pause_name)
+    _write_configs(nodes, binaries, pause_name, cluster_registry(layout))
     _make_cgroup(f"{CGROUP_ROOT}/runtime")
     nodes.bin.mkdir(parents=True, exist_ok=True)
     (nodes.bin / "containerd-shim-runsc-v1").symlink_to(binaries["containerd-shim-runsc-v1"])

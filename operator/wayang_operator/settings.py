@@ -60,6 +60,10 @@ class OperatorSettings(BaseSettings):
     scan_archives: Path | None = None
     """A folder of local images (OCI layout folders or tars) named by digest (`sha256-<hex>`);
     an artifact found there is scanned from it instead of being pulled from its registry."""
+    artifact_ca_file: Path | None = None
+    """A PEM bundle of CA certificates trusted besides the system's for artifact sources and
+    registries with a private CA (the local cluster's registry): by the operator's fetch, by
+    trivy's image pulls, and by the pods' fetchers (its text in their `WAYANG_ARTIFACT_CA`)."""
     scan_concurrency: int = Field(default=2, ge=1, le=64)
     """trivy runs at once; each takes a CPU and a few hundred MiB."""
     scan_timeout: float = Field(default=300.0, gt=0)

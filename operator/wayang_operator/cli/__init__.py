@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from . import audit, call, keys, plugins, scan, validate
+from . import audit, call, keys, plugins, push, scan, validate
 
 INTERNAL_ERROR = 3
 """Exit code for a bug in wayang itself (0: valid, 1: invalid input, 2: usage)."""
@@ -24,7 +24,7 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "Plugins in a cluster (kubectl wayang ...)",
         ("get", "explain", "approve", "reject", "revoke"),
     ),
-    ("Before the cluster (a publisher's CI)", ("validate", "keygen", "sign", "scan")),
+    ("Before the cluster (a publisher's CI)", ("validate", "keygen", "sign", "scan", "push")),
     ("The audit log", ("audit",)),
     ("Calling plugins (the engine SDK, in a cluster or without one)", ("call",)),
 )
@@ -49,6 +49,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     validate.register(commands)
     keys.register(commands)
     scan.register(commands)
+    push.register(commands)
     audit.register(commands)
     call.register(commands)
     helps = {action.dest: action.help or "" for action in commands._choices_actions}

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 import logging
 import random
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import kopf
@@ -145,6 +147,12 @@ def indexes_from(kwargs: dict[str, Any]) -> Indexes:
     )
 
 
+@functools.cache
+def _text(path: Path | None) -> str:
+    """A settings file's text, read once (the settings are frozen for the process)."""
+    return path.read_text() if path is not None else ""
+
+
 def workload_options() -> Options | None:
     settings = RUNTIME.settings
     if not settings.workloads:
@@ -155,7 +163,9 @@ def workload_options() -> Options | None:
         otlp_to=tuple(settings.plugin_otlp_to),
     )
     runtimes = Runtimes(
-        images=dict(settings.runtime_images), artifacts_to=tuple(settings.plugin_artifacts_to)
+        images=dict(settings.runtime_images),
+        artifacts_to=tuple(settings.plugin_artifacts_to),
+        artifact_ca=_text(settings.artifact_ca_file),
     )
     return Options(
         settings.workload_check_interval, settings.workload_ready_grace, telemetry, runtimes

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import functools
 import logging
 import tempfile
 import time
@@ -125,7 +126,14 @@ class Scanner:
             db_repository=s.scan_db_repository,
             offline=s.scan_offline,
             timeout=s.scan_timeout,
+            ca_file=s.artifact_ca_file,
         )
+
+    @functools.cached_property
+    def opener(self) -> http.Opener:
+        """How the operator's fetch opens URLs: trusting `artifact_ca_file` too, when set."""
+        ca = self.settings.artifact_ca_file
+        return http.trusting(ca.read_text() if ca is not None else None)
 
     def due(self, record: ScanRecord, now: datetime.datetime) -> bool:
         if not record.requested:
@@ -204,7 +212,7 @@ class Scanner:
             )
             auth = http.basic_auth(config, source.repository) if config else None
             try:
-                data = await asyncio.to_thread(http.fetch, source, auth)
+                data = await asyncio.to_thread(http.fetch, source, auth, self.opener)
             except http.FetchError as error:
                 kind = ErrorType(error.kind)
                 raise trivy.ScanError(kind, error.message, retryable=error.retryable) from error

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from ..api.descriptor import ImplementationType, PluginImplementation
 from ..api.resources import Peer
+from ..fetching.http import OCI, FetchError, oci_reference
 
 PULL_SECRET_ANNOTATION = "wayang.io/image-pull-secret"  # noqa: S105 - a name, not a secret
 """On a Plugin: a dockerconfigjson Secret of its namespace with the credentials its artifact is
@@ -117,6 +118,9 @@ class Runtimes:
     """Implementation type -> `repository@sha256:...` of its runtime host image."""
     artifacts_to: tuple[Peer, ...] = ()
     """Network peers of the artifact repositories (the NetworkPolicy's egress rule)."""
+    artifact_ca: str = ""
+    """PEM text of CA certificates the pods' fetchers trust besides the system's (a registry
+    of a private CA): their `WAYANG_ARTIFACT_CA`."""
 
     def image(self, kind: ImplementationType) -> str | None:
         return self.images.get(kind.value)
@@ -127,11 +131,12 @@ NO_RUNTIMES = Runtimes()
 
 
 def location_problem(implementation: Any) -> str | None:
-    """Why a fetched artifact's `repository` cannot be fetched from (not an http(s) URL), or
-    None. Takes the raw `implementation` mapping, valid or not, as admission and `wayang
-    validate` see it. A python wheel comes from a direct URL of the `.whl` file or a PEP 503
-    index (PyPI's when omitted); a wasm module from its URL (one without `repository`, such as
-    an OCI artifact, fails its fetch with a message saying so)."""
+    """Why a fetched artifact's `repository` cannot be fetched from (neither an OCI artifact
+    reference nor an http(s) URL), or None. Takes the raw `implementation` mapping, valid or
+    not, as admission and `wayang validate` see it. Every hosted type may come from
+    `oci://<registry>/<name>[:<tag>]` (what `wayang push` makes); a python wheel also from a
+    direct URL of the `.whl` file or a PEP 503 index (PyPI's when omitted), the other types
+    from their file's URL (a wasm module without `repository` fails its fetch saying so)."""
     if not isinstance(implementation, dict):
         return None
     try:
@@ -141,12 +146,23 @@ def location_problem(implementation: Any) -> str | None:
     if STRATEGIES[kind].scan is ScanInput.IMAGE:
         return None  # an image is its coordinate
     repository = implementation.get("repository")
-    if isinstance(repository, str) and urlsplit(repository).scheme not in ("https", "http"):
-        return f"implementation.repository {repository!r} is not an http(s) URL"
+    if not isinstance(repository, str):
+        return None
+    if repository.startswith(OCI):
+        try:
+            oci_reference(repository)
+        except FetchError as error:
+            return error.message
+        return None
+    if urlsplit(repository).scheme not in ("https", "http"):
+        return (
+            f"implementation.repository {repository!r} is neither an oci:// artifact "
+            "reference nor an http(s) URL"
+        )
     return None
 
 
 def artifact_port(repository: str) -> int:
-    """The TCP port a pod reaches the artifact repository on."""
+    """The TCP port a pod reaches the artifact repository on (a registry speaks HTTPS)."""
     parts = urlsplit(repository)
-    return parts.port or (443 if parts.scheme == "https" else 80)
+    return parts.port or (80 if parts.scheme == "http" else 443)

@@ -290,7 +290,11 @@ def _artifact_volumes(fetcher: Any, pull_secret: str | None) -> list[dict[str, A
 
 
 def _fetcher(
-    spec: PluginDescriptor, host: dict[str, Any], pull_secret: str | None, powers: Grant
+    spec: PluginDescriptor,
+    host: dict[str, Any],
+    pull_secret: str | None,
+    powers: Grant,
+    artifact_ca: str,
 ) -> dict[str, Any] | None:
     """For a hosted type, the init container that fetches the artifact, checks it against the
     pinned digest and unpacks it into the volume the host reads, read-only, at the strategy's
@@ -298,7 +302,7 @@ def _fetcher(
     container's termination message). The host container gets that volume; None for a
     container plugin, whose image is the artifact (the kubelet pulls it, with the pull Secret as
     imagePullSecrets). The pull Secret is mounted into the fetcher only: the plugin's code never
-    sees it."""
+    sees it; the platform's extra CA certificates (`artifact_ca`, public) are its environment."""
     implementation = spec.implementation
     how = strategy(implementation)
     if not how.hosted:
@@ -320,6 +324,8 @@ def _fetcher(
     pull_mount = [{"name": PULL_VOLUME, "mountPath": PULL_PATH, "readOnly": True}]
     if not pull_secret:
         pull_env, pull_mount = [], []
+    if artifact_ca:
+        pull_env.append({"name": "WAYANG_ARTIFACT_CA", "value": artifact_ca})
     return {
         "name": "fetch",
         "image": host["image"],
@@ -403,7 +409,7 @@ def render(
         },
         "volumeMounts": mounts,
     }
-    fetcher = _fetcher(spec, container, owner.pull_secret, powers)
+    fetcher = _fetcher(spec, container, owner.pull_secret, powers, runtimes.artifact_ca)
     pod: dict[str, Any] = {
         "serviceAccountName": name,
         "automountServiceAccountToken": False,

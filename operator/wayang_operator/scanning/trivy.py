@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import tarfile
 import tempfile
@@ -39,6 +40,8 @@ class TrivyOptions:
     offline: bool = False
     """Never download: use the database already in `cache_dir` (air-gapped clusters, tests)."""
     timeout: float = 300.0
+    ca_file: Path | None = None
+    """CA certificates trusted for registries besides the system's (a private registry)."""
 
 
 IMAGE = "image"
@@ -131,11 +134,21 @@ def _local_source(target: Target) -> Iterator[str]:
         yield folder
 
 
-def _environment(target: Target) -> dict[str, str]:
+@contextlib.contextmanager
+def _environment(options: TrivyOptions, target: Target) -> Iterator[dict[str, str]]:
+    """trivy's environment: the pull credentials, and the extra CA certificates as a folder on
+    `SSL_CERT_DIR` (Go adds what it finds there to the system bundle; `SSL_CERT_FILE` would
+    replace it) holding a copy of them only."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIVY_")}
     if target.username is not None and target.password is not None:
         env["TRIVY_USERNAME"], env["TRIVY_PASSWORD"] = target.username, target.password
-    return env
+    if options.ca_file is None or target.input != IMAGE or target.local:
+        yield env
+        return
+    with tempfile.TemporaryDirectory(prefix="wayang-ca-") as folder:
+        shutil.copyfile(options.ca_file, Path(folder) / "ca.pem")
+        env["SSL_CERT_DIR"] = f"{folder}:{os.environ.get('SSL_CERT_DIR') or '/etc/ssl/certs'}"
+        yield env
 
 
 async def _run(args: list[str], env: dict[str, str], timeout: float) -> tuple[int, bytes, bytes]:
@@ -161,12 +174,11 @@ async def scan(options: TrivyOptions, target: Target) -> dict[str, Any]:
     with (
         _local_source(target)
         if target.local
-        else contextlib.nullcontext(target.reference) as source
+        else contextlib.nullcontext(target.reference) as source,
+        _environment(options, target) as env,
     ):
         try:
-            code, out, err = await _run(
-                command(options, target, source), _environment(target), options.timeout
-            )
+            code, out, err = await _run(command(options, target, source), env, options.timeout)
         except TimeoutError as error:
             raise ScanError(
                 ErrorType.TIMEOUT,

@@ -22,6 +22,7 @@ from wayang_operator.core.artifacts import (
     STRATEGIES,
     Runtimes,
     ScanInput,
+    artifact_port,
     location_problem,
     repository_of,
 )
@@ -139,20 +140,36 @@ def test_a_jvm_plugin_runs_on_the_jvm_host_with_its_heap_bounded_by_its_memory(k
         assert fetched["WAYANG_ARTIFACT_REPOSITORY"] == "https://repo.maven.apache.org/maven2/"
 
 
-def test_a_fetched_type_needs_an_http_repository_at_admission() -> None:
+def test_a_fetched_type_needs_an_oci_or_http_repository_at_admission() -> None:
     assert STRATEGIES[ImplementationType.PYTHON].scan is ScanInput.FILES
     assert location_problem({"type": "container", "coordinate": "r/x"}) is None
     pypi = {"type": "python", "coordinate": "echo", "digest": "sha256:" + "ab" * 32}
     assert location_problem(pypi) is None
     assert repository_of(python(repository=None).implementation) == "https://pypi.org/simple/"
-    missing = pypi
-    problems = admission_problems({"implementation": {**missing, "repository": "oci://r/x"}})
+    assert location_problem({**pypi, "repository": "oci://registry:5000/team/echo:1.0"}) is None
+    problems = admission_problems({"implementation": {**pypi, "repository": "ftp://r/x.whl"}})
     assert problems == [
         (
             "spec.implementation.repository",
-            "implementation.repository 'oci://r/x' is not an http(s) URL",
+            "implementation.repository 'ftp://r/x.whl' is neither an oci:// artifact reference "
+            "nor an http(s) URL",
         )
     ]
+    problems = admission_problems({"implementation": {**pypi, "repository": "oci://r/Team"}})
+    assert problems == [
+        (
+            "spec.implementation.repository",
+            "implementation.repository 'oci://r/Team' has no valid repository name ('Team': "
+            "lowercase, digits, . _ - and /); the form is oci://<registry host[:port]>/<name>"
+            "[:<tag>]",
+        )
+    ]
+
+
+def test_a_pod_reaches_an_oci_registry_on_its_port_or_https() -> None:
+    assert artifact_port("oci://registry.example.com:5000/team/echo:1.0") == 5000
+    assert artifact_port("oci://registry.example.com/team/echo") == 443
+    assert artifact_port("http://files.example.com/echo.wasm") == 80
 
 
 def allowing(*patterns: str) -> NamedPolicy:
