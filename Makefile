@@ -72,6 +72,7 @@ bench: $(STAMP) ## Benchmarks with ratios against same-run baselines (COLD=1 add
 	@$(BIN)/python -m e2e.bench_operator
 	@$(BIN)/python -m e2e.bench_scan
 	@$(BIN)/python -m e2e.bench_audit
+	@$(BIN)/python -m e2e.bench_hosts
 	@$(BIN)/python -m e2e.bench_workloads
 
 clean: ## Remove the virtualenv and tool caches

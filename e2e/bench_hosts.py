@@ -47,7 +47,7 @@ def recorder(into: list[float]) -> Callable[[int], None]:
 
 def hosted(folder: Path, sample: Path, name: str, data: bytes) -> tuple[str, Path]:
     """(descriptor text, plugin folder) of a fetched sample as the pod's fetcher leaves it."""
-    plugin = folder / f"{sample.parent.name}-plugin"
+    plugin = folder / f"{sample.parent.parent.name}-plugin"
     plugin.mkdir()
     (plugin / name).write_bytes(data)
     return (sample / "plugin.json").read_text(), plugin
@@ -63,18 +63,20 @@ def main() -> None:
         folder = Path(name)
         wasm = hosted(folder, WASM, "artifact", BUILD.wasm_module(WASM)[1])
         jvm = hosted(folder, JVM, "artifact.jar", BUILD.jar_sample(JVM)[1])
-        rows: list[tuple[str, str | None, Path]] = [
-            ("python (baseline)", None, ECHO),
-            ("wasm (wasmtime)", *wasm),
-            ("jar (JVM)", *jvm),
+        host_jar = folder / "wayang-jvm-host.jar"  # where the image has it, the build makes it
+        host_jar.write_bytes(BUILD.jvm_host_jar())
+        rows: list[tuple[str, str | None, Path, dict[str, str]]] = [
+            ("python (baseline)", None, ECHO, {}),
+            ("wasm (wasmtime)", *wasm, {}),
+            ("jar (JVM)", *jvm, {"WAYANG_JVM_HOST_JAR": str(host_jar)}),
         ]
         base: Measured | None = None
         base_rss = 0.0
-        for label, descriptor, plugin in rows:
+        for label, descriptor, plugin, env in rows:
             idle: list[float] = []
             run = folder / label.split()[0]
             run.mkdir()
-            measured = direct_host(run, descriptor, plugin, sample=recorder(idle))
+            measured = direct_host(run, descriptor, plugin, env, sample=recorder(idle))
             base = base or measured
             base_rss = base_rss or idle[0]
             p50, p99, rate, failed = measured

@@ -48,6 +48,7 @@ HOST = host_address() or "127.0.0.1"
 through the node's bridge, both reach the artifact server there."""
 ECHO = ROOT / "runtime-images" / "python" / "samples" / "echo"
 WASM = ROOT / "runtime-images" / "wasm" / "samples"
+JVM = ROOT / "runtime-images" / "jvm" / "samples"
 READY_TIMEOUT = 180
 
 
@@ -96,9 +97,19 @@ def host_image(node: localnode.Node, tmp_path_factory: pytest.TempPathFactory) -
 
 
 @pytest.fixture(scope="module")
+def jvm_image(node: localnode.Node, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The JVM runtime host image (the same host and fetcher, with Debian's JRE), pinned."""
+    built = build_images(tmp_path_factory.mktemp("jvm-images"), "runtime-jvm")
+    ((_, info),) = built.items()
+    imported = node.import_image(Path(info["tar"]))
+    return f"{imported.repository}@{imported.digest}"
+
+
+@pytest.fixture(scope="module")
 def operator(
     kube: Kube,
     host_image: str,
+    jvm_image: str,
     repository: Repository,
     registry: local.Registry,
     tmp_path_factory: pytest.TempPathFactory,
@@ -107,7 +118,9 @@ def operator(
     with scanning_workloads(
         kube,
         folder,
-        WAYANG_RUNTIME_IMAGES=json.dumps({"python": host_image, "wasm": host_image}),
+        WAYANG_RUNTIME_IMAGES=json.dumps(
+            {"python": host_image, "wasm": host_image, "jar": jvm_image, "maven": jvm_image}
+        ),
         WAYANG_PLUGIN_ARTIFACTS_TO=json.dumps([{"cidr": f"{HOST}/32"}]),
         WAYANG_ARTIFACT_CA_FILE=str(registry.ca),  # the registry's: the operator and pods
     ) as running:
@@ -308,3 +321,46 @@ def test_a_wasm_module_with_a_credential_in_its_data_is_blocked_by_its_scan(
     assert scanned["reason"] == "ScanFailed"
     assert "secret" in scanned["message"].lower(), scanned["message"]
     assert scanfixtures.FAKE_SECRET not in json.dumps(blocked)
+
+
+def jvm_plugin(name: str, kind: str, repository: str, data: bytes) -> dict[str, Any]:
+    descriptor: dict[str, Any] = json.loads((JVM / "echo" / "plugin.json").read_text())
+    descriptor["implementation"].update(type=kind, repository=repository, digest=sha256(data))
+    descriptor["enabled"] = True
+    return {
+        "apiVersion": "wayang.io/v1alpha1",
+        "kind": "Plugin",
+        "metadata": {"name": name},
+        "spec": descriptor,
+    }
+
+
+def test_a_maven_jar_runs_on_the_jvm_host_and_a_jar_shading_a_vulnerable_library_is_blocked(
+    kube: Kube, tenant: str, repository: Repository
+) -> None:
+    """maven: the jar at its coordinate's path in a Maven repository, scanned with trivy's Java
+    database, approved, fetched again by the pod and run by the JVM host under gVisor. jar: the
+    same plugin with log4j-core 2.14.1 shaded into it is Blocked on its CVE."""
+    name, data = BUILD.jar_sample(JVM / "echo")
+    repository.files[f"/{tenant}/maven2/io/wayang/samples/echo/1.0.0/{name}"] = data
+    document = jvm_plugin("echo", "maven", f"{repository.url}/{tenant}/maven2", data)
+    awaiting = publish(kube, tenant, document, "AwaitingApproval")
+    assert condition(awaiting, "Scanned")["reason"] == "ScanPassed"
+    assert approval(kube, tenant, "echo", "approver-1").returncode == 0
+    phase_becomes(kube, tenant, "echo", "Ready", timeout=READY_TIMEOUT)
+    answer = execute(kube, tenant, "echo", {"text": "jvm"})
+    assert answer["port"] == "echoed", answer
+    (pod,) = pods_of(kube, tenant, "echo")
+    assert pod["spec"]["runtimeClassName"] == "gvisor"
+
+    shaded = scanfixtures.shading(data, "org.apache.logging.log4j", "log4j-core", "2.14.1")
+    repository.files[f"/{tenant}/shaded.jar"] = shaded
+    blocked = publish(
+        kube,
+        tenant,
+        jvm_plugin("shaded", "jar", f"{repository.url}/{tenant}/shaded.jar", shaded),
+        "Blocked",
+    )
+    scanned = condition(blocked, "Scanned")
+    assert scanned["reason"] == "ScanFailed"
+    assert scanfixtures.JAR_CVE in scanned["message"], scanned["message"]
