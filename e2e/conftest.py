@@ -375,8 +375,13 @@ def node(kube: Kube) -> Iterator[localnode.Node]:
 def registry(kube: Kube) -> local.Registry:
     """The local cluster's OCI registry (started with it, TLS from its CA): its `address`
     (host:port, the same from the host and from pods) and `ca`. Only the suite's own local
-    cluster has one; with --kubeconfig or --kind the tests that push to it are skipped."""
+    cluster has one; with --kubeconfig or --kind the tests that push to it are skipped, for the
+    node fixture's reason: the suite did not start that cluster, so it knows no registry its
+    nodes trust and cannot configure their containerd (CI runs the local cluster, where these
+    tests run)."""
     found = local.registry(kube.local) if kube.local is not None else None
     if found is None:
-        pytest.skip("not the local cluster: only e2e/localcluster's starts a registry")
+        pytest.skip(
+            "not the local cluster: only e2e/localcluster's starts a registry its node trusts"
+        )
     return found

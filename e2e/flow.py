@@ -97,12 +97,16 @@ def sample_plugin(
         "digest": digest,
         "entrypoint": descriptor["implementation"]["entrypoint"],
     }
-    descriptor.update({"enabled": True, **spec})
+    return plugin_document(name, descriptor, **spec)
+
+
+def plugin_document(name: str, descriptor: dict[str, Any], **spec: Any) -> dict[str, Any]:
+    """The Plugin `name` with the descriptor as its spec, enabled, `spec` laid over it."""
     return {
         "apiVersion": "wayang.io/v1alpha1",
         "kind": "Plugin",
         "metadata": {"name": name},
-        "spec": descriptor,
+        "spec": {**descriptor, "enabled": True, **spec},
     }
 
 

@@ -153,14 +153,7 @@ def vulnerability_db(cache_dir: Path, updated_at: datetime.datetime | None = Non
     subprocess.run(
         [str(ensure_tool("trivydb")), str(db / "trivy.db")], input=lines, text=True, check=True
     )
-    stamp = "%Y-%m-%dT%H:%M:%S.%fZ"
-    metadata = {
-        "Version": 2,
-        "NextUpdate": (updated + datetime.timedelta(days=3650)).strftime(stamp),
-        "UpdatedAt": updated.strftime(stamp),
-        "DownloadedAt": updated.strftime(stamp),
-    }
-    (db / "metadata.json").write_text(json.dumps(metadata))
+    _metadata(db, 2, updated)
     java_db(cache_dir, updated)
     return cache_dir
 
@@ -180,9 +173,15 @@ def java_db(cache_dir: Path, updated: datetime.datetime) -> None:
             "CREATE INDEX indices_artifact_idx ON indices(artifact_id);"
             "CREATE UNIQUE INDEX indices_sha1_idx ON indices(sha1);"
         )
+    _metadata(folder, 1, updated)
+
+
+def _metadata(folder: Path, version: int, updated: datetime.datetime) -> None:
+    """A trivy database's metadata.json (schema `version`), fresh for ten years from `updated`,
+    so trivy never wants to download it again."""
     stamp = "%Y-%m-%dT%H:%M:%S.%fZ"
     metadata = {
-        "Version": 1,
+        "Version": version,
         "NextUpdate": (updated + datetime.timedelta(days=3650)).strftime(stamp),
         "UpdatedAt": updated.strftime(stamp),
         "DownloadedAt": updated.strftime(stamp),

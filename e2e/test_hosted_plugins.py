@@ -32,6 +32,7 @@ from e2e.flow import (
     condition,
     execute,
     phase_becomes,
+    plugin_document,
     pods_of,
     push,
     scanned_tenant_of,
@@ -87,22 +88,23 @@ def repository(node: localnode.Node) -> Iterator[Repository]:
     httpd.shutdown()
 
 
-@pytest.fixture(scope="module")
-def host_image(node: localnode.Node, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The Python runtime host image (with its fetcher), imported into the node, pinned."""
-    built = build_images(tmp_path_factory.mktemp("images"), "runtime-python")
-    ((_, info),) = built.items()
+def runtime_image(node: localnode.Node, folder: Path, name: str) -> str:
+    """A runtime host image built by build.py (`name`), imported into the node, pinned."""
+    ((_, info),) = build_images(folder, name).items()
     imported = node.import_image(Path(info["tar"]))
     return f"{imported.repository}@{imported.digest}"
+
+
+@pytest.fixture(scope="module")
+def host_image(node: localnode.Node, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The Python runtime host image (with its fetcher)."""
+    return runtime_image(node, tmp_path_factory.mktemp("images"), "runtime-python")
 
 
 @pytest.fixture(scope="module")
 def jvm_image(node: localnode.Node, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The JVM runtime host image (the same host and fetcher, with Debian's JRE), pinned."""
-    built = build_images(tmp_path_factory.mktemp("jvm-images"), "runtime-jvm")
-    ((_, info),) = built.items()
-    imported = node.import_image(Path(info["tar"]))
-    return f"{imported.repository}@{imported.digest}"
+    """The JVM runtime host image (the same host and fetcher, with Debian's JRE)."""
+    return runtime_image(node, tmp_path_factory.mktemp("jvm-images"), "runtime-jvm")
 
 
 @pytest.fixture(scope="module")
@@ -142,25 +144,19 @@ def wheel_plugin(name: str, url: str, data: bytes, **spec: Any) -> dict[str, Any
         "digest": sha256(data),
         "entrypoint": descriptor["implementation"]["entrypoint"],
     }
-    descriptor.update({"enabled": True, **spec})
-    return {
-        "apiVersion": "wayang.io/v1alpha1",
-        "kind": "Plugin",
-        "metadata": {"name": name},
-        "spec": descriptor,
-    }
+    return plugin_document(name, descriptor, **spec)
+
+
+def fetched_plugin(name: str, sample: Path, data: bytes, **implementation: str) -> dict[str, Any]:
+    """The sample's Plugin with its artifact pinned: the implementation fields given, the digest
+    of `data`."""
+    descriptor: dict[str, Any] = json.loads((sample / "plugin.json").read_text())
+    descriptor["implementation"].update(implementation, digest=sha256(data))
+    return plugin_document(name, descriptor)
 
 
 def wasm_plugin(name: str, sample: str, url: str, data: bytes) -> dict[str, Any]:
-    descriptor: dict[str, Any] = json.loads((WASM / sample / "plugin.json").read_text())
-    descriptor["implementation"].update(repository=url, digest=sha256(data))
-    descriptor["enabled"] = True
-    return {
-        "apiVersion": "wayang.io/v1alpha1",
-        "kind": "Plugin",
-        "metadata": {"name": name},
-        "spec": descriptor,
-    }
+    return fetched_plugin(name, WASM / sample, data, repository=url)
 
 
 def publish(kube: Kube, namespace: str, document: dict[str, Any], phase: str) -> dict[str, Any]:
@@ -324,15 +320,7 @@ def test_a_wasm_module_with_a_credential_in_its_data_is_blocked_by_its_scan(
 
 
 def jvm_plugin(name: str, kind: str, repository: str, data: bytes) -> dict[str, Any]:
-    descriptor: dict[str, Any] = json.loads((JVM / "echo" / "plugin.json").read_text())
-    descriptor["implementation"].update(type=kind, repository=repository, digest=sha256(data))
-    descriptor["enabled"] = True
-    return {
-        "apiVersion": "wayang.io/v1alpha1",
-        "kind": "Plugin",
-        "metadata": {"name": name},
-        "spec": descriptor,
-    }
+    return fetched_plugin(name, JVM / "echo", data, type=kind, repository=repository)
 
 
 def test_a_maven_jar_runs_on_the_jvm_host_and_a_jar_shading_a_vulnerable_library_is_blocked(

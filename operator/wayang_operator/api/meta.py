@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field
 
@@ -46,13 +46,10 @@ class Condition(ApiModel):
     observed_generation: Annotated[int, Field(ge=0), INTEGRAL] | None = None
 
 
-Conditions = Annotated[
-    list[Condition],
-    Field(
-        max_length=16,
-        json_schema_extra={
-            "x-kubernetes-list-type": "map",
-            "x-kubernetes-list-map-keys": ["type"],
-        },
-    ),
-]
+KEYED_BY_TYPE: dict[str, Any] = {
+    "x-kubernetes-list-type": "map",
+    "x-kubernetes-list-map-keys": ["type"],
+}
+"""A list whose items are keyed by their `type` (server-side apply merges them by it)."""
+
+Conditions = Annotated[list[Condition], Field(max_length=16, json_schema_extra=KEYED_BY_TYPE)]

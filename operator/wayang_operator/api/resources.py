@@ -43,7 +43,7 @@ from .descriptor import (
     UniqueList,
 )
 from .errors import ErrorPayload
-from .meta import GROUP, Conditions, ObjectMeta
+from .meta import GROUP, KEYED_BY_TYPE, Conditions, ObjectMeta
 from .scan import ScanReport as ScanReportData
 from .scan import ScanSummary
 
@@ -485,13 +485,7 @@ class RuntimeClasses(ApiModel):
     by_type: (
         Annotated[
             list[TypeRuntimeClasses],
-            Field(
-                max_length=8,
-                json_schema_extra={
-                    "x-kubernetes-list-type": "map",
-                    "x-kubernetes-list-map-keys": ["type"],
-                },
-            ),
+            Field(max_length=8, json_schema_extra=KEYED_BY_TYPE),
         ]
         | None
     ) = None

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
 
+from ..core.artifacts import STRATEGIES
 from ..fetching import http
 from ..images.oci import MANIFEST, ImageError, manifest_digest
 
@@ -47,7 +48,8 @@ EXTENSIONS = {".wasm": "wasm", ".whl": "python", ".jar": "jar"}
 LAYER_TYPES = {"wasm": "application/vnd.wasm.content.layer.v1+wasm"}
 """The layer media type per plugin type: the wasm community's for modules, generic otherwise."""
 GENERIC_LAYER = "application/octet-stream"
-TYPES = ("python", "wasm", "jar", "maven")
+TYPES = tuple(kind.value for kind, how in STRATEGIES.items() if how.hosted)
+"""The types pushed as OCI artifacts (a container is pushed as an image, --image)."""
 
 
 def artifact_type(kind: str) -> str:
