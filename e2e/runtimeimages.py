@@ -7,6 +7,8 @@ registry.
   `.digest`).
 - `sample_images(node, folder)`: the sample plugins on the Python runtime host, by sample name
   (`echo`, `failing`, ...).
+- `sample_variant(sample, folder, **changes)`: a sample image's spec changed (another tag, label
+  or entrypoint), built into an OCI layout and not imported.
 
 The build runs as build.py's own command line (progress on stderr, the JSON on stdout), so what
 the tests import is what `make images` writes. Its slow parts are cached across runs (root
@@ -17,13 +19,18 @@ process and node: the chart's tests and the image's own share one build.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+from tests.runtime_build import BUILD as BUILD_MODULE
+
 from e2e.localcluster import node as localnode
+from wayang_operator.images.oci import Image, build
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "runtime-images" / "build.py"
@@ -73,3 +80,18 @@ def sample_images(node: localnode.Node, folder: Path) -> dict[str, localnode.Imp
         for name, info in built.items()
         if "/sample-" in name
     }
+
+
+def sample_variant(sample: str, folder: Path, **changes: Any) -> Image:
+    """The spec of build.py's `sample-<sample>` image with `changes` (dataclass fields: name,
+    labels, entrypoint), built into `folder` (an OCI layout; nothing is imported)."""
+    mirrors = (
+        [os.environ["WAYANG_DEBIAN_MIRROR"]]
+        if os.environ.get("WAYANG_DEBIAN_MIRROR")
+        else list(BUILD_MODULE.MIRRORS)
+    )
+    base = BUILD_MODULE.runtime_layers(mirrors, BUILD_MODULE.DEFAULT_EPOCH, refresh=False)
+    spec = dict(BUILD_MODULE.specs(base))[f"sample-{sample}"]
+    if "labels" in changes:
+        changes["labels"] = {**spec.labels, **changes["labels"]}
+    return build(dataclasses.replace(spec, **changes), folder)

@@ -17,7 +17,6 @@ imported into the node's containerd and pinned by digest; two variants are built
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import socket
@@ -27,7 +26,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from tests.runtime_build import BUILD
 
 from e2e import flow
 from e2e.conftest import Kube
@@ -44,8 +42,7 @@ from e2e.flow import (
 from e2e.localcluster import node as localnode
 from e2e.operator_process import WORKLOADS, Operator
 from e2e.operator_process import running as running_operators
-from e2e.runtimeimages import sample_images
-from wayang_operator.images.oci import build
+from e2e.runtimeimages import sample_images, sample_variant
 
 HOST_RELEASE = os.uname().release
 GATEWAY = "10.88.0.1"
@@ -60,27 +57,21 @@ def images(
     """The sample images (runtime-images/build.py) and two variants, imported into the node."""
     out = tmp_path_factory.mktemp("images")
     imported = {f"sample-{name}": image for name, image in sample_images(node, out).items()}
-    mirrors = (
-        [os.environ["WAYANG_DEBIAN_MIRROR"]]
-        if os.environ.get("WAYANG_DEBIAN_MIRROR")
-        else list(BUILD.MIRRORS)
-    )
-    base = BUILD.runtime_layers(mirrors, BUILD.DEFAULT_EPOCH, refresh=False)
-    echo = dict(BUILD.specs(base))["sample-echo"]
     variants = {
-        "echo-1.1.0": dataclasses.replace(
-            echo,
+        "echo-1.1.0": sample_variant(
+            "echo",
+            out / "echo-1.1.0",
             name="localhost/wayang/sample-echo:1.1.0",
-            labels={**echo.labels, "org.opencontainers.image.version": "1.1.0"},
+            labels={"org.opencontainers.image.version": "1.1.0"},
         ),
-        "broken": dataclasses.replace(
-            echo,
+        "broken": sample_variant(
+            "echo",
+            out / "broken",
             name="localhost/wayang/sample-broken:1.0.0",
             entrypoint=("python3", "/opt/wayang/missing.py"),
         ),
     }
-    for key, spec in variants.items():
-        image = build(spec, out / key)
+    for key, image in variants.items():
         imported[key] = node.import_image(image.layout)
     return imported
 
