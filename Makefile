@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: help venv manifests lint tools postgres unit test e2e cluster-up cluster-down cluster-status demo demo-check images bench clean
+.PHONY: help venv manifests lint tools postgres unit test e2e cluster-up cluster-down cluster-status demo demo-check images samples bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -21,11 +21,12 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## Create .venv and install the package with its dev tools
 
-manifests: $(STAMP) ## Regenerate crds/, schemas/, the chart's webhooks, docs/policy.md's tables and the Argo CD health tables from the code
+manifests: $(STAMP) ## Regenerate crds/, schemas/, the chart's webhooks, docs/policy.md's tables, the Argo CD health tables and examples/plugins/echo-*.yaml from the code
 	@$(BIN)/python -m wayang_operator.schemagen .
 	@$(BIN)/python -m wayang_operator.controller.webhooks charts/wayang-operator/files/webhooks.yaml
 	@$(BIN)/python -m wayang_operator.schemagen.policydoc docs/policy.md
 	@$(BIN)/python -m wayang_operator.schemagen.argocd argocd/wayang.io/Plugin/health.lua
+	@$(BIN)/python runtime-images/build.py --samples --out .images/samples --examples examples/plugins >/dev/null
 
 lint: $(STAMP) ## ruff (lint + format check), mypy --strict, import-layer contracts
 	@echo "==> ruff"; $(BIN)/ruff check . && $(BIN)/ruff format --check .
@@ -64,6 +65,9 @@ demo-check: $(STAMP) ## Check that the demo's cluster is as make demo left it (C
 
 images: $(STAMP) ## Build the runtime and sample plugin images as OCI archives (no Docker)
 	@$(BIN)/python runtime-images/build.py --out .images
+
+samples: $(STAMP) ## Build the echo sample's artifact of every hosted type (wheel, wasm, jar) into .images/samples
+	@$(BIN)/python runtime-images/build.py --samples --out .images/samples
 
 bench: $(STAMP) ## Benchmarks with ratios against same-run baselines (COLD=1 adds a cold Go build)
 	@$(BIN)/python tests/bench/bench_sdk.py

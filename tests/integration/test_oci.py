@@ -22,7 +22,9 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -31,6 +33,7 @@ from typing import Any
 import oras.client
 import pytest
 import wasmtime
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -93,6 +96,55 @@ def test_pushed_artifacts_are_fetched_back_by_the_files_digest(
         started = time.monotonic()
         assert http.fetch(source, None, fetcher(registry)) == path.read_bytes()
         print(f"{kind}: push {pushed:.3f}s, fetch {time.monotonic() - started:.3f}s")  # noqa: T201
+
+
+def test_pin_prints_the_example_manifest_pinned_to_the_pushed_jar_as_maven_unsigned(
+    registry: local.Registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--pin` takes the type from the manifest (a .jar is a jar or a maven artifact), sets the
+    repository and digest, drops the signature that covered the old digest and prints the
+    manifest; the summary goes to stderr, so the output can go straight to kubectl or a file."""
+    manifest = yaml.safe_load(BUILD.example_manifests()["echo-maven.yaml"])
+    manifest["spec"]["signature"] = "release-2026:c2ln"
+    (tmp_path / "echo-maven.yaml").write_text(yaml.safe_dump(manifest))
+    name, jar = BUILD.jar_sample(BUILD.JVM_SAMPLES / "echo")
+    (tmp_path / name).write_bytes(jar)
+    reference = f"oci://{registry.address}/team-a/echo-maven:1.0.0"
+    pin = ["--pin", str(tmp_path / "echo-maven.yaml"), "--ca-file", str(registry.ca)]
+    assert main(["push", str(tmp_path / name), reference, *pin]) == 0
+    out, err = capsys.readouterr()
+    document = yaml.safe_load(out)
+    implementation = document["spec"]["implementation"]
+    assert implementation["type"] == "maven"
+    assert implementation["repository"] == reference
+    assert implementation["digest"] == sha256(jar)
+    assert implementation["coordinate"] == "io.wayang.samples:echo:1.0.0", "kept"
+    assert "signature" not in document["spec"]
+    assert "dropped: sign again" in err
+    assert f"file digest: {sha256(jar)}" in err
+    source = http.Source("maven", reference, "io.wayang.samples:echo:1.0.0", sha256(jar))
+    assert http.fetch(source, None, fetcher(registry)) == jar
+
+
+def test_pin_refuses_a_manifest_of_another_kind_before_pushing(
+    registry: local.Registry, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "echo-container.yaml").write_text(BUILD.example_manifests()["echo-container.yaml"])
+    wasm = tmp_path / "echo.wasm"
+    wasm.write_bytes(module("never pushed"))
+    reference = f"oci://{registry.address}/team-a/never:1.0.0"
+    pin = ["--pin", str(tmp_path / "echo-container.yaml"), "--ca-file", str(registry.ca)]
+    assert main(["push", str(wasm), reference, *pin]) == 2
+    assert "spec.implementation.type is 'container', but an artifact was given" in (
+        capsys.readouterr().err
+    )
+    (tmp_path / "notes.yaml").write_text("kind: ConfigMap\n")
+    assert main(["push", str(wasm), reference, "--pin", str(tmp_path / "notes.yaml")]) == 2
+    assert "not a Plugin manifest with spec.implementation" in capsys.readouterr().err
+    tags = urllib.request.Request(f"https://{registry.address}/v2/team-a/never/tags/list")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        fetcher(registry)(tags, 10)
+    assert refused.value.code == 404, "nothing was pushed"
 
 
 def test_a_moved_tag_leaves_the_pinned_digest_on_the_original_bytes(

@@ -6,6 +6,9 @@ manifest whose `artifactType` says the plugin type, tagged with REF's tag. What 
 the digest of the file itself (`implementation.digest`), so the pod's fetcher pulls the blob by
 that digest: a tag moved to other bytes later changes nothing for a pinned plugin. The command
 prints the `implementation:` lines to paste, and the manifest's digest (what `oras pull` takes).
+With `--pin MANIFEST` it prints that Plugin manifest instead, its `spec.implementation` pinned to
+what was pushed (and its type taken from it when `--type` is not given: a `.jar` may be `jar` or
+`maven`); a signature in it is dropped, since it covered the old digest: sign again.
 
 `wayang push --image LAYOUT REF` pushes an OCI image layout folder (what runtime-images/build.py
 writes) as a container image: every blob, then the manifest, tagged; it prints
@@ -28,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
+
+import yaml
 
 from ..core.artifacts import STRATEGIES
 from ..fetching import http
@@ -82,6 +87,13 @@ def register(commands: Any) -> None:
         metavar="DOCKERCONFIGJSON",
         help="credentials: a dockerconfigjson (like a pull Secret's) with an entry for the host",
     )
+    push.add_argument(
+        "--pin",
+        type=Path,
+        metavar="MANIFEST",
+        help="print this Plugin manifest with spec.implementation pinned to what was pushed "
+        "(the summary goes to stderr)",
+    )
     push.set_defaults(handler=run_push)
 
 
@@ -128,6 +140,43 @@ def implementation_lines(kind: str, reference: http.OciReference, digest: str) -
     else:
         where = f"  repository: {reference}"
     return f"implementation:\n  type: {kind}\n{where}\n  digest: {digest}\n"
+
+
+def read_manifest(path: Path, image: bool) -> dict[str, Any]:
+    """The Plugin manifest `--pin` rewrites; ValueError naming what is wrong with it."""
+    try:
+        document: Any = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ValueError(f"--pin {path}: not YAML ({error})") from error
+    implementation = (
+        (document.get("spec") or {}).get("implementation") if isinstance(document, dict) else None
+    )
+    if not isinstance(implementation, dict) or document.get("kind") != "Plugin":
+        raise ValueError(f"--pin {path}: not a Plugin manifest with spec.implementation")
+    kind = implementation.get("type")
+    if image != (kind == "container"):
+        pushed = "an image (--image)" if image else "an artifact"
+        raise ValueError(
+            f"--pin {path}: spec.implementation.type is {kind!r}, but {pushed} was given"
+        )
+    result: dict[str, Any] = document
+    return result
+
+
+def pinned(
+    document: dict[str, Any], kind: str, reference: http.OciReference, digest: str
+) -> tuple[dict[str, Any], bool]:
+    """The manifest with its artifact pinned to what was pushed, and whether a signature (over
+    the old artifact) was dropped."""
+    spec = dict(document["spec"])
+    implementation = dict(spec["implementation"], type=kind, digest=digest)
+    if kind == "container":
+        implementation["coordinate"] = f"{reference.registry}/{reference.name}"
+    else:
+        implementation["repository"] = str(reference)
+    spec["implementation"] = implementation
+    signed = spec.pop("signature", None) is not None
+    return {**document, "spec": spec}, signed
 
 
 @dataclass
@@ -199,44 +248,71 @@ def _layout_blobs(layout: Path) -> tuple[bytes, str, list[bytes]]:
     return body, str(manifest.get("mediaType", MANIFEST)), [blob(d["digest"]) for d in named]
 
 
+def _upload(
+    pusher: Pusher, source: Path, reference: http.OciReference, kind: str
+) -> tuple[str, list[str]]:
+    """Push the layout (`container`) or the file of `kind`: (the digest to pin, the summary)."""
+    if kind == "container":
+        body, media_type, blobs = _layout_blobs(source)
+        print(f"pushing image {source} ({len(blobs)} blobs) to {reference}", file=sys.stderr)
+        for data in blobs:
+            pusher.blob(data)
+        digest = pusher.manifest(body, media_type)
+        return digest, [f"pinned: {reference.registry}/{reference.name}@{digest}"]
+    data = source.read_bytes()
+    print(f"pushing {source.name} ({len(data)} bytes, {kind}) to {reference}", file=sys.stderr)
+    pusher.blob(EMPTY)
+    digest = pusher.blob(data)
+    artifact = artifact_manifest(kind, source.name, data)
+    body = json.dumps(artifact, sort_keys=True, separators=(",", ":")).encode()
+    return digest, [f"file digest: {digest}", f"manifest digest: {pusher.manifest(body, MANIFEST)}"]
+
+
+def _report(
+    manifest: dict[str, Any] | None,
+    kind: str,
+    reference: http.OciReference,
+    digest: str,
+    lines: list[str],
+) -> None:
+    """The implementation lines to paste, or with --pin the pinned manifest (summary: stderr)."""
+    if manifest is None:
+        print("\n".join(lines))
+        print(implementation_lines(kind, reference, digest), end="")
+        return
+    print("\n".join(lines), file=sys.stderr)
+    document, signed = pinned(manifest, kind, reference, digest)
+    if signed:
+        print("the signature covered the old artifact and was dropped: sign again", file=sys.stderr)
+    sys.stdout.write(yaml.safe_dump(document, sort_keys=False, width=100))
+
+
 def run_push(args: argparse.Namespace) -> int:
     source: Path = args.source
     try:
         reference = http.oci_reference(args.reference, "REF")
         opener = http.trusting(args.ca_file.read_text() if args.ca_file else None)
         config = args.registry_config.read_bytes() if args.registry_config else None
+        manifest = read_manifest(args.pin, args.image) if args.pin else None
+        if args.image:
+            kind = "container"
+        else:
+            given = args.type or (manifest["spec"]["implementation"]["type"] if manifest else None)
+            kind = plugin_type(source, given)
     except http.FetchError as error:
         return _fail(error.message)
     except OSError as error:
         return _fail(f"cannot read {error.filename}: {error.strerror}")
+    except ValueError as error:
+        return _fail(str(error))
     auth = http.basic_auth(config, str(reference)) if config else None
     if config and auth is None:
         return _fail(f"--registry-config has no credentials for {reference.registry}")
     pusher = Pusher(http.Registry(reference, auth, opener, actions="pull,push"))
     base = f"https://{reference.registry}"
     started = time.monotonic()
-    lines: list[str] = []
     try:
-        if args.image:
-            body, media_type, blobs = _layout_blobs(source)
-            kind = "container"
-            print(f"pushing image {source} ({len(blobs)} blobs) to {reference}", file=sys.stderr)
-            for data in blobs:
-                pusher.blob(data)
-            digest = pusher.manifest(body, media_type)
-            lines.append(f"pinned: {reference.registry}/{reference.name}@{digest}")
-        else:
-            kind = plugin_type(source, args.type)
-            data = source.read_bytes()
-            print(
-                f"pushing {source.name} ({len(data)} bytes, {kind}) to {reference}", file=sys.stderr
-            )
-            manifest = artifact_manifest(kind, source.name, data)
-            pusher.blob(EMPTY)
-            digest = pusher.blob(data)
-            body = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
-            lines.append(f"file digest: {digest}")
-            lines.append(f"manifest digest: {pusher.manifest(body, MANIFEST)}")
+        digest, lines = _upload(pusher, source, reference, kind)
     except (ImageError, ValueError) as error:
         return _fail(str(error))
     except OSError as error:
@@ -251,6 +327,5 @@ def run_push(args: argparse.Namespace) -> int:
         f"pushed in {took:.1f}s ({pusher.uploaded} bytes sent), tagged {reference.tag}",
         file=sys.stderr,
     )
-    print("\n".join(lines))
-    print(implementation_lines(kind, reference, digest), end="")
+    _report(manifest, kind, reference, digest, lines)
     return 0
