@@ -5,7 +5,12 @@
    every plugin is Ready (its pod ready behind its Service). Once with sandboxLevel trusted
    (runc), once semi-trusted (gVisor); gVisor is reported as a ratio of runc. Each plugin asks
    for 20m CPU and 96Mi (plus the gvisor RuntimeClass's pod overhead) so 50 fit the 2-core node.
-2. Execute latency and throughput of the runtime host for the trivial echo plugin: the host
+2. Approval to Ready per implementation type: the echo sample of each type
+   (examples/plugins/echo-<type>.yaml, semi-trusted) pushed to the cluster's registry with
+   `wayang push --pin`, one at a time on a node with nothing else running: the container image,
+   the Python host with the wheel, the wasm module, the JVM host with the jar (the artifact
+   fetched and checked by the pod's init container). Ratios against the container, same run.
+3. Execute latency and throughput of the runtime host for the trivial echo plugin: the host
    process run directly on this machine (the baseline), then through the Service to a runc pod
    and to a gVisor pod (1 CPU each): p50/p99 of 300 sequential calls, and calls per second from
    8 concurrent clients for 5 s.
@@ -31,12 +36,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from e2e.conftest import ROOT, Kube
 from e2e.flow import SAMPLES, approval_document, sample_plugin, tenant_of
 from e2e.localcluster import cluster as local
 from e2e.localcluster import node as localnode
 from e2e.operator_process import Operator
 from e2e.operator_process import running as running_operators
+from e2e.runtimeimages import sample_artifacts, sample_variant
 
 SIZES = (1, 10, 50)
 SEQUENTIAL, CLIENTS, SECONDS = 300, 8, 5.0
@@ -100,6 +108,57 @@ def approval_to_ready(kube: Kube, image: localnode.ImportedImage, level: str, co
             return time.monotonic() - started
     finally:
         remove(kube, namespace)
+
+
+HOSTED = ("python", "wasm", "jar")
+"""The types measured beside the container (maven runs on the same JVM host as jar)."""
+
+
+def pinned_example(kind: str, source: str, registry: local.Registry) -> dict[str, Any]:
+    """examples/plugins/echo-<kind>.yaml pushed (`wayang push --pin`) to the cluster's registry
+    under a tag of this run, semi-trusted."""
+    reference = f"oci://{registry.address}/bench/echo-{kind}:{uuid.uuid4().hex[:8]}"
+    flags = ["--image"] if kind == "container" else []
+    pushed = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "wayang"), "push", *flags, source, reference,
+         "--ca-file", str(registry.ca),
+         "--pin", str(ROOT / "examples" / "plugins" / f"echo-{kind}.yaml")],
+        capture_output=True, text=True, check=False, timeout=600,
+    )  # fmt: skip
+    if pushed.returncode != 0:
+        raise SystemExit(f"FAILED: wayang push {kind}: {pushed.stderr}")
+    document: dict[str, Any] = yaml.safe_load(pushed.stdout)
+    document["metadata"]["name"] = "echo"
+    document["spec"]["sandboxLevel"] = "semi-trusted"
+    return document
+
+
+def type_to_ready(kube: Kube, document: dict[str, Any]) -> tuple[float, str]:
+    """Seconds from the approval to Ready for one plugin, and the RuntimeClass it ran on."""
+    kind = document["spec"]["implementation"]["type"]
+    namespace = fresh_tenant(kube, f"type-{kind}")
+    try:
+        with tenant_of(kube, namespace):
+            kube.apply(document, user="publisher-1", namespace=namespace)
+            wait_all(kube, namespace, "AwaitingApproval", 1)
+            approval = approval_document("echo", document["spec"], "echo-approve")
+            started = time.monotonic()
+            kube.apply(approval, user="approver-1", namespace=namespace)
+            wait_all(kube, namespace, "Ready", 1)
+            took = time.monotonic() - started
+            workload = kube.get("plugin", "echo", namespace)["status"]["workload"]
+            return took, workload.get("runtimeClass") or "runc"
+    finally:
+        remove(kube, namespace)
+
+
+def types_to_ready(kube: Kube, sources: dict[str, str], registry: local.Registry) -> None:
+    print("approval to Ready per implementation type (one plugin, semi-trusted)", flush=True)
+    baseline = 0.0
+    for kind in ("container", *HOSTED):
+        took, runtime = type_to_ready(kube, pinned_example(kind, sources[kind], registry))
+        baseline = baseline or took
+        print(f"  {kind:9} {took:6.1f} s  x{took / baseline:.2f}  ({runtime})", flush=True)
 
 
 def post(url: str, body: bytes) -> float:
@@ -238,7 +297,10 @@ def execute_latency(kube: Kube, image: localnode.ImportedImage, folder: Path) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument(
-        "--part", choices=("all", "ready", "execute"), default="all", help="what to measure"
+        "--part",
+        choices=("all", "ready", "types", "execute"),
+        default="all",
+        help="what to measure",
     )
     part = parser.parse_args().part
     if os.geteuid() != 0:
@@ -258,12 +320,33 @@ def main() -> None:
                  str(folder / "images")],
                 capture_output=True, text=True, check=True,
             )  # fmt: skip
-            layout = json.loads(built.stdout)["localhost/wayang/sample-echo:1.0.0"]["layout"]
+            images = json.loads(built.stdout)
+            layout = images["localhost/wayang/sample-echo:1.0.0"]["layout"]
             image = node.import_image(Path(layout))
+            hosts = {
+                name.split("/")[-1].split(":")[0]: node.import_image(Path(info["tar"])).by_digest
+                for name, info in images.items()
+                if "/runtime-" in name
+            }
+            registry = local.registry(cluster.layout)
+            if registry is None:
+                raise SystemExit("the local cluster has no registry: restart it")
             env = {
                 "WAYANG_WORKLOADS": "true",
                 "WAYANG_WORKLOAD_READY_GRACE": "600",
                 "WAYANG_WORKLOAD_CHECK_INTERVAL": "2",
+                "WAYANG_RUNTIME_IMAGES": json.dumps(
+                    {
+                        "python": hosts["runtime-python"],
+                        "wasm": hosts["runtime-python"],
+                        "jar": hosts["runtime-jvm"],
+                        "maven": hosts["runtime-jvm"],
+                    }
+                ),
+                "WAYANG_PLUGIN_ARTIFACTS_TO": json.dumps(
+                    [{"cidr": registry.address.rsplit(":", 1)[0] + "/32"}]
+                ),
+                "WAYANG_ARTIFACT_CA_FILE": str(registry.ca),
             }
             operator = Operator(kube, folder / "operator", env=env)
             with running_operators(kube, operator):
@@ -280,6 +363,19 @@ def main() -> None:
                             f"   x{gvisor / runc:.2f}",
                             flush=True,
                         )
+                if part in ("all", "types"):
+                    # a container image of its own (pushed, never imported: test_registry.py)
+                    pushed = sample_variant(
+                        "echo", folder / "pushed-echo", labels={"io.wayang.bench": "types"}
+                    )
+                    sources = {
+                        "container": str(pushed.layout),
+                        **{
+                            kind: info["file"]
+                            for kind, info in sample_artifacts(folder / "artifacts").items()
+                        },
+                    }
+                    types_to_ready(kube, sources, registry)
                 if part in ("all", "execute"):
                     execute_latency(kube, image, folder)
     finally:

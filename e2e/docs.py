@@ -281,6 +281,10 @@ STORY: tuple[Step, ...] = (
     ),
     Step("policy.md", ADMIN, ("Try a policy before you apply it",)),
     Step("troubleshooting.md", ADMIN, ()),
+    Step("types.md", PUBLISHER, ("Push and pin", "Scanned, whatever the type")),
+    Step("types.md", APPROVER, ("Approve every type",)),
+    Step("types.md", ADMIN, ("Who may call",)),
+    Step("types.md", PUBLISHER, ("Call every type",)),
     Step("admin.md", ADMIN, ("Metrics", "Upgrades", "Uninstall")),
 )
 """The order a real installation happens in; an empty `sections` runs the whole page."""
@@ -507,17 +511,35 @@ def prepare_environment(
     - three digests of "the echo plugin": 1.0.0 (`$DIGEST`, the runnable echo sample), a build
       with a vulnerable dependency (`$NEW_DIGEST`, the scan blocks it) and a fixed one
       (`$FIXED_DIGEST`);
+    - the runtime hosts' images (`$RUNTIME_PYTHON`, `$RUNTIME_JVM`) imported into the node, the
+      cluster's registry (`$REGISTRY`, its CA `$REGISTRY_CA`, `$REGISTRY_CIDR`) and what
+      docs/types.md pushes to it: the echo sample's image (`$ECHO_IMAGE_LAYOUT`) and artifacts
+      (`$ECHO_WHEEL`, `$ECHO_WASM`, `$ECHO_JAR`), built from source;
     - a working folder with `charts/`, `crds/` and a copy of `examples/`.
     """
     from e2e import runtimeimages, scanfixtures  # noqa: PLC0415 - builds: only when running
+    from e2e.localcluster import cluster as local  # noqa: PLC0415
     from e2e.localcluster.build import ensure_built  # noqa: PLC0415
 
     helm = ensure_built(["helm"])["helm"]
+    registry = local.registry(node.layout.cluster)
+    if registry is None:
+        raise RuntimeError("the local cluster has no registry: start it with `make cluster-up`")
     images = folder / "images"
     operator = runtimeimages.operator_image(node, images)
-    built = runtimeimages.build_images(images, "runtime-python", "sample-echo")
-    ((echo_name, echo_info),) = ((n, i) for n, i in built.items() if "/sample-echo" in n)
-    echo = node.import_image(Path(echo_info["tar"]))
+    built = runtimeimages.build_images(images, "runtime-python", "runtime-jvm", "sample-echo")
+    imported = {
+        name.split("/")[-1].split(":")[0]: (node.import_image(Path(info["tar"])), info)
+        for name, info in built.items()
+    }
+    echo, echo_info = imported["sample-echo"]
+    echo_name = echo.name
+    # the container sample pushed to the registry: an image ID of its own, never imported (the
+    # kubelet would then verify the imported names of that ID by pulling them: test_registry.py)
+    pushed_echo = runtimeimages.sample_variant(
+        "echo", folder / "registry-echo", labels={"io.wayang.example": "types"}
+    )
+    artifacts = runtimeimages.sample_artifacts(folder / "artifacts")
     fixtures = scanfixtures.images(folder / "scan-images")
 
     cache, archives = scanfixtures.for_operator_pods(
@@ -551,5 +573,14 @@ def prepare_environment(
             "TRIVY_CACHE": str(cache),
             "IMAGE_ARCHIVES": str(archives),
             "ECHO_IMAGE_NAME": echo_name,
+            "RUNTIME_PYTHON": imported["runtime-python"][0].by_digest,
+            "RUNTIME_JVM": imported["runtime-jvm"][0].by_digest,
+            "REGISTRY": registry.address,
+            "REGISTRY_CA": str(registry.ca),
+            "REGISTRY_CIDR": registry.address.rsplit(":", 1)[0] + "/32",
+            "ECHO_IMAGE_LAYOUT": str(pushed_echo.layout),
+            "ECHO_WHEEL": artifacts["python"]["file"],
+            "ECHO_WASM": artifacts["wasm"]["file"],
+            "ECHO_JAR": artifacts["jar"]["file"],
         },
     )

@@ -95,3 +95,13 @@ def sample_variant(sample: str, folder: Path, **changes: Any) -> Image:
     if "labels" in changes:
         changes["labels"] = {**spec.labels, **changes["labels"]}
     return build(dataclasses.replace(spec, **changes), folder)
+
+
+def sample_artifacts(folder: Path) -> dict[str, dict[str, str]]:
+    """The echo sample's artifact of every hosted type, as `make samples` builds them (build.py
+    --samples): type -> {file, digest}."""
+    command = [sys.executable, str(BUILD), "--samples", "--out", str(folder)]
+    result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=600)
+    assert result.returncode == 0, f"build.py --samples failed:\n{result.stderr[-4000:]}"
+    built: dict[str, dict[str, str]] = json.loads(result.stdout)
+    return built

@@ -266,6 +266,46 @@ def test_a_wasm_module_runs_on_wasmtime_under_gvisor_within_its_memory_limit(
     assert hog["output"] == {"grown": False}, "256 MiB more is past the 192Mi limit"
 
 
+def test_a_wasm_module_reaches_the_network_only_with_the_capability_in_a_pod_on_the_node(
+    kube: Kube, tenant: str, repository: Repository
+) -> None:
+    """The fetch sample (`wayang.http`, the only way out of the module) twice, the same bytes:
+    with `network` (granted by the policy) the host makes the request from the pod; without
+    it the module gets a SecurityError, and the server never sees the request, although the
+    pod's NetworkPolicy opens this server to the pod's fetcher (the artifact rule): the
+    grant is enforced by the host, not only by the network."""
+    name, data = BUILD.wasm_module(WASM / "fetch")
+    repository.files[f"/{tenant}/{name}"] = data
+    repository.files[f"/{tenant}/page"] = b"hello from the host"
+    url = f"{repository.url}/{tenant}/{name}"
+    granted = wasm_plugin("fetch", "fetch", url, data)
+    assert granted["spec"]["capabilities"] == ["network"]
+    denied = wasm_plugin("nonet", "fetch", url, data)
+    denied["spec"]["capabilities"] = []
+    for document in (granted, denied):
+        awaiting = publish(kube, tenant, document, "AwaitingApproval")
+        assert condition(awaiting, "Scanned")["reason"] == "ScanPassed"
+        assert approval(kube, tenant, document["metadata"]["name"], "approver-1").returncode == 0
+    for plugin in ("fetch", "nonet"):
+        phase_becomes(kube, tenant, plugin, "Ready", timeout=READY_TIMEOUT)
+
+    page = f"{repository.url}/{tenant}/page"
+    answer = execute(kube, tenant, "fetch", {"url": page})
+    assert answer["port"] == "fetched", answer
+    assert answer["output"]["status"] == 200, answer
+    assert answer["output"]["body"] == "hello from the host"
+    assert repository.requests.count(f"/{tenant}/page") == 1
+
+    refused = execute(kube, tenant, "nonet", {"url": page})
+    assert refused["output"] == {
+        "error": {"type": "SecurityError", "message": "outbound HTTP needs the network capability"}
+    }, refused
+    assert repository.requests.count(f"/{tenant}/page") == 1, "the request never left the pod"
+    (pod,) = pods_of(kube, tenant, "nonet")
+    (host,) = pod["spec"]["containers"]
+    assert {"name": "WAYANG_WASM_NETWORK", "value": ""} in host["env"], "the renderer's denial"
+
+
 def test_a_wasm_module_pushed_to_the_registry_is_fetched_from_oci_by_the_scan_and_the_pod(
     kube: Kube, tenant: str, registry: local.Registry, tmp_path: Path
 ) -> None:
