@@ -11,7 +11,7 @@ the lines after a command, up to the next `$` line, are its output as the page s
     $ kubectl wayang approve echo -n team-a --reason "mine"   # fails: forbidden
     ```
 
-- A command runs with bash, in one shell state per page: variables a command sets and the
+- A command runs with bash, in one shell state per page and person: variables a command sets and the
   folder it changes to are there for the page's next command (the state is saved after each
   command and restored before the next). `set -o pipefail` is on, so `kubectl ... | jq` fails
   when kubectl does. A line ending in `\\` continues on the next; a here-document
@@ -462,7 +462,7 @@ def run_pages(
     for step in steps:
         kubeconfig = persona_kubeconfig(environment, step.persona)
         env = _base_env(environment, kubeconfig)
-        state = states / Path(step.page).stem
+        state = states / f"{Path(step.page).stem}.{step.persona}"
         for command in step_commands(step, docs):
             if progress:
                 progress(Progress(step, command, None))

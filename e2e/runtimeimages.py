@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -94,6 +95,7 @@ def sample_variant(sample: str, folder: Path, **changes: Any) -> Image:
     spec = dict(BUILD_MODULE.specs(base))[f"sample-{sample}"]
     if "labels" in changes:
         changes["labels"] = {**spec.labels, **changes["labels"]}
+    shutil.rmtree(folder, ignore_errors=True)  # a layout of an earlier run: built again, the same
     return build(dataclasses.replace(spec, **changes), folder)
 
 
