@@ -323,3 +323,30 @@ def test_the_admission_policies_trust_the_operators_service_account(helm: Path) 
     )
     off = render(helm, "--set", "admissionPolicy.enabled=false")
     assert not [d for d in off if d["kind"].startswith("ValidatingAdmissionPolicy")]
+
+
+def test_api_priority_gives_the_operator_a_level_and_its_leases_the_leader_election_one(
+    helm: Path,
+) -> None:
+    documents = render(helm)
+    level = one(documents, "PriorityLevelConfiguration", RELEASE)
+    assert level["spec"]["limited"]["limitResponse"]["type"] == "Queue"
+    operator = {"name": RELEASE, "namespace": NAMESPACE}
+    schemas = {d["metadata"]["name"]: d["spec"] for d in documents if d["kind"] == "FlowSchema"}
+    everything, leases = schemas[RELEASE], schemas[f"{RELEASE}-leader-election"]
+    assert everything["priorityLevelConfiguration"] == {"name": RELEASE}
+    assert leases["priorityLevelConfiguration"] == {"name": "leader-election"}  # built in
+    # the API server tries schemas by ascending precedence: the Lease one must come first
+    assert leases["matchingPrecedence"] < everything["matchingPrecedence"] < 10000
+    for spec in (everything, leases):
+        (rule,) = spec["rules"]
+        assert rule["subjects"] == [{"kind": "ServiceAccount", "serviceAccount": operator}]
+    (lease_rule,) = leases["rules"][0]["resourceRules"]
+    assert lease_rule["resources"] == ["leases"]
+    assert lease_rule["namespaces"] == [NAMESPACE]
+    assert everything["distinguisherMethod"] == {"type": "ByNamespace"}
+
+    off = render(helm, "--set", "apiPriority.enabled=false")
+    assert not [d for d in off if d["kind"] in ("FlowSchema", "PriorityLevelConfiguration")]
+    bad = run_helm(helm, "template", RELEASE, str(CHART), "--set", "apiPriority.queues=0")
+    assert bad.returncode != 0 and "queues" in bad.stderr
