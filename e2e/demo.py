@@ -82,6 +82,41 @@ def left_state(cluster: local.Cluster) -> dict[str, str]:
     }
 
 
+DIAGNOSIS = (
+    ("the plugins", ("get", "plugins", "--all-namespaces", "-o", "wide")),
+    (
+        "each plugin's gates",
+        (
+            "get", "plugins", "--all-namespaces", "-o",
+            "jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name} {.status.phase}"
+            "{range .status.conditions[*]}{'\\n  '}{.type}={.status} {.reason}: {.message}{end}"
+            "{'\\n'}{end}",
+        ),
+    ),
+    ("the plugins' pods", ("get", "pods", "-A", "-l", "wayang.io/plugin", "-o", "wide")),
+    ("the last events", ("get", "events", "--all-namespaces", "--sort-by=.lastTimestamp")),
+    ("the operator's log", ("logs", "-n", SYSTEM, "-l", "app.kubernetes.io/name=wayang-operator",
+                            "--tail=3000", "--prefix", "--all-containers")),
+)  # fmt: skip
+"""What `make demo` prints when a step fails: enough to tell a wrong page from a stuck plugin
+when the run was on a machine nobody can log into (CI)."""
+
+
+NOISE = ('"urllib3.connectionpool"', '"aiohttp.access"')
+"""Log lines the diagnosis leaves out: every Lease renewal and probe of the operator."""
+
+
+def diagnose(cluster: local.Cluster) -> None:
+    for title, args in DIAGNOSIS:
+        say(f"\n--- {title}: kubectl {' '.join(args[:3])} ...")
+        try:
+            output = cluster.run_kubectl(*args)
+        except RuntimeError as error:
+            output = str(error)
+        lines = [line for line in output.splitlines() if not any(n in line for n in NOISE)]
+        say("\n".join(lines[-80:]))
+
+
 def check() -> int:
     """Wait until the demo's cluster is as the demo left it: its node Ready, the chart's operator
     Ready, every Plugin in the phase it had, and the audit log verifying."""
@@ -184,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     except docs.DocsError as error:
         say(f"\nFAILED: {error}")
+        diagnose(cluster)
         return 1
     (folder / "left.json").write_text(json.dumps(left_state(cluster), indent=2))
     say(
