@@ -11,6 +11,7 @@ operator process and must not meet a second one.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -290,6 +291,29 @@ def test_the_installed_operator_governs_and_runs_a_plugin(
     assert kinds.index("PLUGIN_REVOKED") < kinds.index("PLUGIN_UNLOADED")
     verified = wayang_audit(kube, "verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def priority_level_of(kube: Kube, *request: str) -> str:
+    """The uid of the priority level the API server put a request of the operator's
+    ServiceAccount in: its answer names it in X-Kubernetes-PF-PriorityLevel-UID (kubectl -v=8
+    prints the headers; the impersonated user is what API Priority and Fairness classifies)."""
+    account = f"system:serviceaccount:{SYSTEM}:{RELEASE}"
+    answer = kube.run(*request, f"--as={account}", "-v=8", "-o", "name", namespace=SYSTEM)
+    (uid,) = re.findall(r"X-Kubernetes-Pf-Prioritylevel-Uid: (\S+)", answer.stderr)
+    return uid
+
+
+def test_the_api_server_queues_the_operator_in_its_own_priority_level(
+    kube: Kube, installed: str
+) -> None:
+    """Under load the operator's status writes wait behind each other, not behind tenants'
+    kubectl, and its Lease renewals do not wait behind its own backlog."""
+    own = kube.get("prioritylevelconfiguration", RELEASE)["metadata"]["uid"]
+    election = kube.get("prioritylevelconfiguration", "leader-election")["metadata"]["uid"]
+    assert priority_level_of(kube, "get", "plugins") == own
+    assert priority_level_of(kube, "get", "lease", RELEASE) == election
+    admin = kube.run("get", "plugins", "-v=8", "-o", "name", namespace=SYSTEM)
+    assert own not in admin.stderr, "anyone else's requests stay in the levels they had"
 
 
 def wayang_audit(kube: Kube, *args: str) -> subprocess.CompletedProcess[str]:
