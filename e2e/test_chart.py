@@ -299,7 +299,8 @@ def priority_level_of(kube: Kube, *request: str) -> str:
     prints the headers; the impersonated user is what API Priority and Fairness classifies)."""
     account = f"system:serviceaccount:{SYSTEM}:{RELEASE}"
     answer = kube.run(*request, f"--as={account}", "-v=8", "-o", "name", namespace=SYSTEM)
-    (uid,) = re.findall(r"X-Kubernetes-Pf-Prioritylevel-Uid: (\S+)", answer.stderr)
+    uids: list[str] = re.findall(r"X-Kubernetes-Pf-Prioritylevel-Uid: (\S+)", answer.stderr)
+    (uid,) = uids
     return uid
 
 

@@ -349,4 +349,5 @@ def test_api_priority_gives_the_operator_a_level_and_its_leases_the_leader_elect
     off = render(helm, "--set", "apiPriority.enabled=false")
     assert not [d for d in off if d["kind"] in ("FlowSchema", "PriorityLevelConfiguration")]
     bad = run_helm(helm, "template", RELEASE, str(CHART), "--set", "apiPriority.queues=0")
-    assert bad.returncode != 0 and "queues" in bad.stderr
+    assert bad.returncode != 0
+    assert "queues" in bad.stderr
