@@ -259,6 +259,33 @@ def test_operator_restart_converges_without_duplicate_decisions(
     assert len(approvals) == 1, approvals
 
 
+def test_a_late_status_write_by_someone_else_is_decided_over(
+    kube: Kube, tenant: str, operator: Operator
+) -> None:
+    """A deposed leader that wakes up mid-write (SIGSTOP past its Lease: `make chaos` found it)
+    writes a stale status after the leader's own. The leader must not trust its memory of what
+    it wrote over what the cluster shows: it decides again and puts the truth back, deciding
+    nothing twice. (It used to compare its decision with its own last write, find nothing to
+    do, and leave the approved plugin AwaitingApproval for good.)"""
+    kube.apply(plugin(), user="publisher-1", namespace=tenant)
+    phase_becomes(kube, tenant, "pii-redactor", "AwaitingApproval")
+    assert approval(kube, tenant, "pii-redactor", "approver-1").returncode == 0
+    phase_becomes(kube, tenant, "pii-redactor", "Ready")
+    time.sleep(2)  # the leader's own write is back in its index
+    stale = {"status": {"phase": "AwaitingApproval"}}
+    kube.run(
+        "patch", "plugin", "pii-redactor", "--subresource=status", "--type=merge",
+        "-p", json.dumps(stale), namespace=tenant,
+    )  # fmt: skip
+    phase_becomes(kube, tenant, "pii-redactor", "Ready", timeout=30)
+    approvals = [
+        e
+        for e in operator.audit()
+        if e["eventType"] == "PLUGIN_APPROVED" and e["tenantId"] == tenant
+    ]
+    assert len(approvals) == 1, approvals
+
+
 def test_a_broken_plugin_is_invalid_and_the_operator_carries_on(kube: Kube, tenant: str) -> None:
     # schema-valid for the API server (it cannot type a port's schema), broken for the contract
     inputs = [{"name": "text", "schema": 5}, {"name": "text", "schema": {}}]

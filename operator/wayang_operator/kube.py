@@ -47,6 +47,23 @@ class Gone:
     name: str
 
 
+@dataclass(frozen=True)
+class Conflict:
+    """The object changed since the version a write was based on (409): the write was refused,
+    and the object's next watch event brings what changed. This is how a replica that lost its
+    Lease while a write was under way is fenced off: the new leader has written since."""
+
+    namespace: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Written:
+    """The write landed; the object's resourceVersion after it."""
+
+    resource_version: str
+
+
 def load_configuration() -> None:
     """In-cluster credentials when running in a pod, else the kubeconfig ($KUBECONFIG)."""
     try:
@@ -288,26 +305,28 @@ class KubeApi:
 
     async def set_finalizers(
         self, plural: str, namespace: str, name: str, finalizers: list[str], resource_version: str
-    ) -> bool:
-        """Replace an object's finalizers if it is still at `resource_version`; False when it
-        changed meanwhile or is gone (its next event brings the current version)."""
+    ) -> str | None:
+        """Replace an object's finalizers if it is still at `resource_version`: the object's
+        resourceVersion after it, or None when it changed meanwhile or is gone (its next event
+        brings the current version)."""
         patch: list[dict[str, Any]] = [
             {"op": "test", "path": "/metadata/resourceVersion", "value": resource_version},
             {"op": "replace", "path": "/metadata/finalizers", "value": finalizers},
         ]
 
-        def call() -> bool:
-            self._custom.patch_namespaced_custom_object(
+        def call() -> str:
+            answer = self._custom.patch_namespaced_custom_object(
                 GROUP, VERSION, namespace, plural, name, patch,
                 _content_type="application/json-patch+json",
             )  # fmt: skip
-            return True
+            metadata: dict[str, Any] = cast("dict[str, Any]", answer).get("metadata") or {}
+            return str(metadata.get("resourceVersion", ""))
 
         try:
-            return await _unless(NOT_FOUND, call) is not None
+            return await _unless(NOT_FOUND, call)
         except ApiException as error:
             if error.status in (CONFLICT, INVALID):  # the test operation failed
-                return False
+                return None
             raise
 
     async def read_lease(self, namespace: str, name: str) -> tuple[LeaseRecord, str] | None:
@@ -487,17 +506,36 @@ class KubeApi:
         return await _with_retries(call)
 
     async def patch_status(
-        self, plural: str, namespace: str, name: str, status: dict[str, Any]
-    ) -> Gone | None:
-        """Merge-patch the status subresource; `Gone` if the object was deleted meanwhile."""
+        self,
+        plural: str,
+        namespace: str,
+        name: str,
+        status: dict[str, Any],
+        *,
+        resource_version: str | None = None,
+    ) -> Written | Gone | Conflict:
+        """Merge-patch the status subresource, only if the object is still at
+        `resource_version` when one is given (a precondition the API server checks);
+        `Gone` if the object was deleted meanwhile, `Conflict` if it changed."""
+        body: dict[str, Any] = {"status": status}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
 
-        def call() -> bool:
-            self._custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, namespace, plural, name, {"status": status}
-            )
-            return True
+        def call() -> Written | Conflict:
+            try:
+                answer = self._custom.patch_namespaced_custom_object_status(
+                    GROUP, VERSION, namespace, plural, name, body
+                )
+            except ApiException as error:
+                if error.status == CONFLICT and resource_version:
+                    return Conflict(namespace, name)
+                raise
+            metadata: dict[str, Any] = cast("dict[str, Any]", answer).get("metadata") or {}
+            version = metadata.get("resourceVersion", "")
+            return Written(str(version))
 
-        return None if await _unless(NOT_FOUND, call) else Gone(namespace, name)
+        written = await _unless(NOT_FOUND, call)
+        return Gone(namespace, name) if written is None else written
 
     async def set_webhook_ca(self, name: str, ca_pem: bytes) -> list[str]:
         """Put `ca_pem` into every webhook of the Mutating- and ValidatingWebhookConfiguration

@@ -26,9 +26,11 @@ PLUGIN_PHASE = Gauge(
     "1 per plugin, labelled with its namespace, name and current phase (on the leader)",
     ["namespace", "plugin", "phase"],
 )
-ReconcileOutcome = Literal["written", "unchanged", "skipped", "error"]
+ReconcileOutcome = Literal["written", "unchanged", "skipped", "conflict", "error"]
 """written: the status changed and was written; unchanged: nothing to write (the workload may
-still have been acted on); skipped: the plugin is gone or being deleted; error: it raised."""
+still have been acted on); skipped: the plugin is gone or being deleted; conflict: the plugin
+changed since the version the decision was made from, so the write was refused (its next event,
+or at once an evaluation from the index, decides again); error: it raised."""
 RECONCILE_SECONDS = Histogram(
     "wayang_reconcile_duration_seconds",
     "Time to reconcile one plugin (gather, decide, audit, act, write status), by outcome",

@@ -52,7 +52,7 @@ from ..core.policy import NamedPolicy, applicable
 from ..core.running import SERVING
 from ..core.scanpolicy import decide as decide_scan
 from ..core.workload import NO_TELEMETRY, Active, Owner
-from ..kube import KubeApi
+from ..kube import Conflict, Gone, KubeApi, Written
 from ..manifests.validate import parse_model
 from . import deploying
 from .deploying import FINALIZER, Options
@@ -152,10 +152,23 @@ class Indexes:
 _locks: dict[tuple[str, str], asyncio.Lock] = {}
 
 
-_written: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
-"""The status this leader last wrote per plugin (with the plugin's uid). Until the watch brings
-it back, the index holds an older one; deciding from that would repeat a decision or count a
-pod's restart twice when the pods' events come quickly after our write."""
+@dataclass(frozen=True)
+class _Write:
+    uid: str
+    status: dict[str, Any]
+    made: str
+    """The resourceVersion our write made."""
+    base: str
+    """The index's resourceVersion when we wrote: while the index is still there, it has not
+    seen our write."""
+
+
+_written: dict[tuple[str, str], _Write] = {}
+"""The status this leader last wrote per plugin. Until the watch brings it back, the index holds
+an older one; deciding from that would repeat a decision or count a pod's restart twice when the
+pods' events come quickly after our write. Once the index moves past `base` it holds our write
+or something newer (a deposed leader's late write, an admin's edit), and is trusted again: a
+replica never prefers its memory to what the cluster shows."""
 
 
 def forget(namespace: str, name: str) -> None:
@@ -178,11 +191,29 @@ def forget_all() -> None:
     _written.clear()
 
 
+def _pending(snapshot: PluginSnapshot) -> _Write | None:
+    """Our last write of this plugin's status, while the index has not caught up with it."""
+    key = (snapshot.namespace, snapshot.name)
+    written = _written.get(key)
+    if written is None or written.uid != snapshot.uid:
+        return None
+    if snapshot.resource_version != written.base:
+        del _written[key]  # the index has our write, or something newer
+        return None
+    return written
+
+
 def _latest(snapshot: PluginSnapshot) -> PluginSnapshot:
-    written = _written.get((snapshot.namespace, snapshot.name))
-    if written is None or written[0] != snapshot.uid:
-        return snapshot
-    return dataclasses.replace(snapshot, status=written[1])
+    written = _pending(snapshot)
+    return snapshot if written is None else dataclasses.replace(snapshot, status=written.status)
+
+
+def _based_on(snapshot: PluginSnapshot) -> str:
+    """The resourceVersion the status write is conditional on: the one our own last write made
+    while the index has not caught up with it, else the index's. Anyone else's write since then
+    (a deposed leader that woke up mid-write, say) makes ours fail rather than overwrite it."""
+    written = _pending(snapshot)
+    return snapshot.resource_version if written is None else written.made
 
 
 def merge_patch(old: Mapping[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -450,18 +481,23 @@ async def _audit(
 
 async def _finalized(
     snapshot: PluginSnapshot, indexes: Indexes, api: KubeApi, sink: AuditSink
-) -> bool:
-    """Hold a live plugin with our finalizer; for a deleted one (True): the final audit entry,
-    out of the index, then let it go (the garbage collector removes the objects it owns)."""
+) -> PluginSnapshot | None:
+    """Hold a live plugin with our finalizer (the snapshot at the version that made, so the
+    status write that follows is conditional on it); for a deleted one (None): the final audit
+    entry, out of the index, then let it go (the garbage collector removes what it owns)."""
     if not snapshot.deleting:
         if FINALIZER not in snapshot.finalizers:
             held = [*snapshot.finalizers, FINALIZER]
-            await api.set_finalizers(
+            version = await api.set_finalizers(
                 "plugins", snapshot.namespace, snapshot.name, held, snapshot.resource_version
             )
-        return False
+            if version:
+                return dataclasses.replace(
+                    snapshot, finalizers=tuple(held), resource_version=version
+                )
+        return snapshot
     if FINALIZER not in snapshot.finalizers:
-        return True
+        return None
     await _audit(
         sink,
         snapshot,
@@ -482,7 +518,7 @@ async def _finalized(
     await api.set_finalizers(
         "plugins", snapshot.namespace, snapshot.name, rest, snapshot.resource_version
     )
-    return True
+    return None
 
 
 async def _publish(
@@ -667,33 +703,56 @@ async def _reconcile(
 ) -> tuple[Evaluation | None, metrics.ReconcileOutcome]:
     lock = _locks.setdefault((namespace, name), asyncio.Lock())
     async with lock:
-        indexed = indexes.plugin(namespace, name)
-        if indexed is None:
-            return None, "skipped"
-        snapshot = _latest(indexed)
-        with tracer.start_as_current_span(
-            "wayang.reconcile",
-            context=tracing.parent_of(snapshot.annotations),
-            attributes={
-                "wayang.namespace": namespace,
-                "wayang.plugin": name,
-                "wayang.generation": snapshot.generation,
-            },
-        ) as span:
-            evaluation, outcome = await _decide(
-                snapshot,
-                indexes,
-                api=api,
-                sink=sink,
-                wayang_version=wayang_version,
-                workloads=workloads,
-                attestor=attestor,
-                tracer=tracer,
-            )
-            span.set_attribute("wayang.outcome", outcome)
-            if evaluation is not None:
-                span.set_attribute("wayang.phase", evaluation.phase.value)
-            return evaluation, outcome
+        # a conflict with our own last write (someone wrote since): once more, from the index
+        for _ in range(2):
+            evaluation, outcome = await _reconcile_once(
+                namespace, name, indexes, api=api, sink=sink, wayang_version=wayang_version,
+                workloads=workloads, attestor=attestor, tracer=tracer,
+            )  # fmt: skip
+            if outcome != "conflict":
+                break
+        return evaluation, outcome
+
+
+async def _reconcile_once(
+    namespace: str,
+    name: str,
+    indexes: Indexes,
+    *,
+    api: KubeApi,
+    sink: AuditSink,
+    wayang_version: str | None,
+    workloads: Options | None,
+    attestor: Attestor,
+    tracer: trace.Tracer,
+) -> tuple[Evaluation | None, metrics.ReconcileOutcome]:
+    indexed = indexes.plugin(namespace, name)
+    if indexed is None:
+        return None, "skipped"
+    snapshot = _latest(indexed)
+    with tracer.start_as_current_span(
+        "wayang.reconcile",
+        context=tracing.parent_of(snapshot.annotations),
+        attributes={
+            "wayang.namespace": namespace,
+            "wayang.plugin": name,
+            "wayang.generation": snapshot.generation,
+        },
+    ) as span:
+        evaluation, outcome = await _decide(
+            snapshot,
+            indexes,
+            api=api,
+            sink=sink,
+            wayang_version=wayang_version,
+            workloads=workloads,
+            attestor=attestor,
+            tracer=tracer,
+        )
+        span.set_attribute("wayang.outcome", outcome)
+        if evaluation is not None:
+            span.set_attribute("wayang.phase", evaluation.phase.value)
+        return evaluation, outcome
 
 
 def _describe(span: trace.Span, evaluation: Evaluation) -> None:
@@ -719,8 +778,11 @@ async def _decide(
     """Gather the facts, decide (the pure pipeline), act on the workload, audit and write the
     status: one reconcile of one snapshot, each step its own span."""
     namespace, name = snapshot.namespace, snapshot.name
-    if workloads is not None and await _finalized(snapshot, indexes, api, sink):
-        return None, "skipped"
+    if workloads is not None:
+        held = await _finalized(snapshot, indexes, api, sink)
+        if held is None:
+            return None, "skipped"
+        snapshot = held
     now = _now()
     facts = facts_for(
         snapshot,
@@ -759,11 +821,22 @@ async def _decide(
         ):
             await _audit(sink, snapshot, decision, actor, evaluation)
     with tracer.start_as_current_span("wayang.status"):
-        gone = await api.patch_status(
-            "plugins", namespace, name, merge_patch(snapshot.status, status)
+        written = await api.patch_status(
+            "plugins", namespace, name, merge_patch(snapshot.status, status),
+            resource_version=_based_on(snapshot),
+        )  # fmt: skip
+    if isinstance(written, Conflict):
+        _written.pop((namespace, name), None)
+        logger.info(
+            "plugin %s/%s changed since this decision was made; deciding again",
+            namespace, name, extra=about(namespace, name),
+        )  # fmt: skip
+        return evaluation, "conflict"
+    gone = written if isinstance(written, Gone) else None
+    if isinstance(written, Written):
+        _written[(namespace, name)] = _Write(
+            snapshot.uid, status, written.resource_version, snapshot.resource_version
         )
-    if gone is None:
-        _written[(namespace, name)] = (snapshot.uid, status)
         await _announce(api, snapshot, evaluation)
     await _write_verdicts(api, indexes, namespace, name, evaluation)
     if gone is not None:
