@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: help venv manifests lint tools postgres unit test e2e cluster-up cluster-down cluster-status demo demo-check images samples bench clean
+.PHONY: help venv manifests lint tools postgres unit test e2e cluster-up cluster-down cluster-status demo demo-check images samples chaos chaos-smoke bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -68,6 +68,12 @@ images: $(STAMP) ## Build the runtime and sample plugin images as OCI archives (
 
 samples: $(STAMP) ## Build the echo sample's artifact of every hosted type (wheel, wasm, jar) into .images/samples
 	@$(BIN)/python runtime-images/build.py --samples --out .images/samples
+
+chaos: $(STAMP) ## Faults during a 200-plugin rollout, two replicas (SEED=N repeats a run): kills, stops, API server and etcd restarts
+	@$(BIN)/python -m e2e.chaos $(if $(SEED),--seed $(SEED))
+
+chaos-smoke: $(STAMP) ## The short chaos run CI makes: 40 plugins, 5 leader kills, 2 API server restarts
+	@$(BIN)/python -m e2e.chaos --smoke --plugins 40 --kills 5 $(if $(SEED),--seed $(SEED))
 
 bench: $(STAMP) ## Benchmarks with ratios against same-run baselines (COLD=1 adds a cold Go build)
 	@$(BIN)/python tests/bench/bench_sdk.py

@@ -198,6 +198,24 @@ def down(layout: Layout | None = None) -> None:
     layout.node_images.unlink(missing_ok=True)
 
 
+def restart(layout: Layout, name: str, *, crash: bool = False) -> int:
+    """Stop one process of the cluster (SIGTERM, or SIGKILL with `crash`) and start it again
+    with the command line it had, for the chaos suite (e2e/chaos.py); returns the new pid. Its
+    data and ports stay, so clients reconnect to the same address."""
+    pid = _read_pid(layout, name)
+    if pid is None or not _alive(pid):
+        raise RuntimeError(f"{name} is not running in {layout.root}")
+    args = [part.decode() for part in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]]
+    if crash:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        while _alive(pid):
+            time.sleep(0.05)
+    else:
+        _stop(layout, name)
+    return _start(layout, name, args)
+
+
 def _start(layout: Layout, name: str, args: list[str], env: dict[str, str] | None = None) -> int:
     layout.logs.mkdir(parents=True, exist_ok=True)
     layout.pids.mkdir(parents=True, exist_ok=True)
