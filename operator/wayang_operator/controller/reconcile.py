@@ -705,53 +705,34 @@ async def _reconcile(
     async with lock:
         # a conflict with our own last write (someone wrote since): once more, from the index
         for _ in range(2):
-            evaluation, outcome = await _reconcile_once(
-                namespace, name, indexes, api=api, sink=sink, wayang_version=wayang_version,
-                workloads=workloads, attestor=attestor, tracer=tracer,
-            )  # fmt: skip
+            indexed = indexes.plugin(namespace, name)
+            if indexed is None:
+                return None, "skipped"
+            snapshot = _latest(indexed)
+            with tracer.start_as_current_span(
+                "wayang.reconcile",
+                context=tracing.parent_of(snapshot.annotations),
+                attributes={
+                    "wayang.namespace": namespace,
+                    "wayang.plugin": name,
+                    "wayang.generation": snapshot.generation,
+                },
+            ) as span:
+                evaluation, outcome = await _decide(
+                    snapshot,
+                    indexes,
+                    api=api,
+                    sink=sink,
+                    wayang_version=wayang_version,
+                    workloads=workloads,
+                    attestor=attestor,
+                    tracer=tracer,
+                )
+                span.set_attribute("wayang.outcome", outcome)
+                if evaluation is not None:
+                    span.set_attribute("wayang.phase", evaluation.phase.value)
             if outcome != "conflict":
                 break
-        return evaluation, outcome
-
-
-async def _reconcile_once(
-    namespace: str,
-    name: str,
-    indexes: Indexes,
-    *,
-    api: KubeApi,
-    sink: AuditSink,
-    wayang_version: str | None,
-    workloads: Options | None,
-    attestor: Attestor,
-    tracer: trace.Tracer,
-) -> tuple[Evaluation | None, metrics.ReconcileOutcome]:
-    indexed = indexes.plugin(namespace, name)
-    if indexed is None:
-        return None, "skipped"
-    snapshot = _latest(indexed)
-    with tracer.start_as_current_span(
-        "wayang.reconcile",
-        context=tracing.parent_of(snapshot.annotations),
-        attributes={
-            "wayang.namespace": namespace,
-            "wayang.plugin": name,
-            "wayang.generation": snapshot.generation,
-        },
-    ) as span:
-        evaluation, outcome = await _decide(
-            snapshot,
-            indexes,
-            api=api,
-            sink=sink,
-            wayang_version=wayang_version,
-            workloads=workloads,
-            attestor=attestor,
-            tracer=tracer,
-        )
-        span.set_attribute("wayang.outcome", outcome)
-        if evaluation is not None:
-            span.set_attribute("wayang.phase", evaluation.phase.value)
         return evaluation, outcome
 
 
